@@ -1,0 +1,515 @@
+"""Every setting of the server, in one place.
+
+`Config` is plain, validated data. Each field carries an `Option` that says how
+the command line spells it, so the CLI, `run()` and `Config` cannot drift apart:
+`ketch.cli` builds its options from `options()`, `run()` passes its keywords
+to `Config`. Side effects (importing the app, binding sockets, building the SSL
+context, configuring logging) live in small functions elsewhere in
+`ketch.core`, never here.
+
+Names and defaults are Uvicorn's (0.54), keyword for keyword; the options
+ketch adds are marked "(ketch)" in their help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from configparser import RawConfigParser
+from copy import deepcopy
+from dataclasses import KW_ONLY, dataclass, field
+from typing import IO, Any, Literal
+
+from ketch.core.errors import ConfigError
+from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
+
+LifespanMode = Literal["auto", "on", "off"]
+InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
+ForwardedHeaders = Literal["x-forwarded", "forwarded"]
+
+LIFESPAN_MODES: tuple[str, ...] = ("auto", "on", "off")
+INTERFACES: tuple[str, ...] = ("auto", "asgi3", "asgi2", "wsgi")
+FORWARDED_HEADERS: tuple[str, ...] = ("x-forwarded", "forwarded")
+LOG_LEVEL_NAMES: tuple[str, ...] = tuple(LOG_LEVELS)
+
+# The default TLS protocol: whatever both sides support, server side.
+SSL_PROTOCOL_VERSION = int(ssl.PROTOCOL_TLS_SERVER)
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one `Config` field appears on the command line and in the docs."""
+
+    help: str
+    # "str", "int", "float", "path" (must exist), "file" (need not exist),
+    # "bool" (a --x/--no-x or a lone --x flag), "boolean" (takes true/false).
+    kind: str = "str"
+    flag: str = ""  # the CLI spelling when it is not --<field-name>
+    aliases: tuple[str, ...] = ()
+    multiple: bool = False
+    choices: tuple[str, ...] = ()
+    # Choices read from a plugin registry group (ketch.http, ketch.ws, ketch.loop).
+    registry: str = ""
+    extra_choices: tuple[str, ...] = ()
+    # Environment variables read besides KETCH_<OPTION>, in order of preference.
+    envvars: tuple[str, ...] = ()
+    cli: bool = True  # False: only for run() and Config (callables, dicts)
+    show_default: bool = True
+
+
+def _opt(default: Any, option: Option) -> Any:
+    if isinstance(default, list | dict):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"option": option})
+    return field(default=default, metadata={"option": option})
+
+
+def _logging_config() -> Any:
+    return field(
+        default_factory=lambda: deepcopy(LOGGING_CONFIG),
+        metadata={
+            "option": Option(
+                "Logging configuration file. Supported formats: .ini, .json, .yaml.",
+                kind="path",
+            )
+        },
+    )
+
+
+@dataclass
+class Config:
+    """The settings of one ketch server. Every keyword of `ketch.core.run()`."""
+
+    app: Any
+    _: KW_ONLY
+    # --- sockets -----------------------------------------------------------------
+    host: str = _opt("127.0.0.1", Option("Bind socket to this host."))
+    port: int = _opt(
+        8000, Option("Bind socket to this port. If 0, an available port will be picked.", "int")
+    )
+    uds: str | None = _opt(None, Option("Bind to a UNIX domain socket.", "file"))
+    fd: int | None = _opt(None, Option("Bind to socket from this file descriptor.", "int"))
+    # --- supervisors ---------------------------------------------------------------
+    reload: bool = _opt(False, Option("Enable auto-reload.", "bool"))
+    reload_dirs: list[str] | str | None = _opt(
+        None,
+        Option(
+            "Set reload directories explicitly, instead of using the current working directory.",
+            "path",
+            flag="--reload-dir",
+            multiple=True,
+        ),
+    )
+    reload_includes: list[str] | str | None = _opt(
+        None,
+        Option(
+            "Set glob patterns to include while watching for files. Includes '*.py' by default; "
+            "these defaults can be overridden with `--reload-exclude`.",
+            flag="--reload-include",
+            multiple=True,
+        ),
+    )
+    reload_excludes: list[str] | str | None = _opt(
+        None,
+        Option(
+            "Set glob patterns to exclude while watching for files. Includes '.*, .py[cod], "
+            ".sw.*, ~*' by default; these defaults can be overridden with `--reload-include`. "
+            "A pattern that names a directory excludes everything under it.",
+            flag="--reload-exclude",
+            multiple=True,
+        ),
+    )
+    reload_delay: float = _opt(
+        0.25,
+        Option("Delay between previous and next check if application needs to be.", "float"),
+    )
+    workers: int | None = _opt(
+        None,
+        Option(
+            "Number of worker processes. Defaults to the $WEB_CONCURRENCY environment "
+            "variable if available, or 1.",
+            "int",
+            envvars=("WEB_CONCURRENCY",),
+            show_default=False,
+        ),
+    )
+    # --- implementations -----------------------------------------------------------
+    loop: str = _opt(
+        "auto", Option("Event loop factory implementation.", registry="ketch.loop")
+    )
+    http: Any = _opt(
+        "auto", Option("HTTP protocol implementation.", registry="ketch.http")
+    )
+    http2: bool = _opt(
+        False,
+        Option("Enable HTTP/2 support. Not available in ketch yet; accepted for Uvicorn parity.",
+               "bool"),
+    )
+    ws: Any = _opt(
+        "auto",
+        Option(
+            "WebSocket protocol implementation; 'none' treats upgrade requests as plain HTTP.",
+            registry="ketch.ws",
+            extra_choices=("none",),
+        ),
+    )
+    ws_max_size: int = _opt(
+        16 * 1024 * 1024, Option("WebSocket max size message in bytes", "int")
+    )
+    ws_max_queue: int = _opt(
+        32, Option("The maximum length of the WebSocket message queue.", "int")
+    )
+    ws_ping_interval: float | None = _opt(
+        20.0, Option("WebSocket ping interval in seconds.", "float")
+    )
+    ws_ping_timeout: float | None = _opt(
+        20.0, Option("WebSocket ping timeout in seconds.", "float")
+    )
+    ws_per_message_deflate: bool = _opt(
+        True, Option("WebSocket per-message-deflate compression", "boolean")
+    )
+    lifespan: str = _opt("auto", Option("Lifespan implementation.", choices=LIFESPAN_MODES))
+    interface: str = _opt(
+        "auto",
+        Option(
+            "Select ASGI3, ASGI2, or WSGI as the application interface.", choices=INTERFACES
+        ),
+    )
+    # --- logging -------------------------------------------------------------------
+    env_file: str | os.PathLike[str] | None = _opt(
+        None, Option("Environment configuration file.", "path")
+    )
+    log_config: dict[str, Any] | str | os.PathLike[str] | RawConfigParser | IO[Any] | None = (
+        _logging_config()
+    )
+    log_level: str | int | None = _opt(
+        None, Option("Log level. [default: info]", choices=LOG_LEVEL_NAMES, show_default=False)
+    )
+    access_log: bool = _opt(True, Option("Enable/Disable access log.", "bool"))
+    use_colors: bool | None = _opt(
+        None, Option("Enable/Disable colorized logging.", "bool", show_default=False)
+    )
+    # --- HTTP ----------------------------------------------------------------------
+    proxy_headers: bool = _opt(
+        True,
+        Option(
+            "Enable/Disable X-Forwarded-Proto, X-Forwarded-For (or Forwarded) to populate "
+            "url scheme and remote address info.",
+            "bool",
+        ),
+    )
+    server_header: bool = _opt(True, Option("Enable/Disable default Server header.", "bool"))
+    date_header: bool = _opt(True, Option("Enable/Disable default Date header.", "bool"))
+    forwarded_allow_ips: list[str] | str | None = _opt(
+        None,
+        Option(
+            "Comma separated list of IP Addresses, IP Networks, or literals (e.g. UNIX Socket "
+            "path) to trust with proxy headers. Defaults to the $FORWARDED_ALLOW_IPS "
+            "environment variable if available, or '127.0.0.1,::1'. The literal '*' means "
+            "trust everything.",
+            aliases=("--forwarded-trust-ips",),
+            envvars=("FORWARDED_ALLOW_IPS",),
+        ),
+    )
+    forwarded_headers: str = _opt(
+        "x-forwarded",
+        Option(
+            "(ketch) Which proxy headers to read from trusted peers: X-Forwarded-* or "
+            "RFC 7239 Forwarded. Only that family is read.",
+            choices=FORWARDED_HEADERS,
+        ),
+    )
+    root_path: str = _opt(
+        "",
+        Option(
+            "Set the ASGI 'root_path' for applications submounted below a given URL path."
+        ),
+    )
+    limit_concurrency: int | None = _opt(
+        None,
+        Option(
+            "Maximum number of concurrent connections or tasks to allow, before issuing "
+            "HTTP 503 responses.",
+            "int",
+        ),
+    )
+    backlog: int = _opt(
+        2048, Option("Maximum number of connections to hold in backlog", "int")
+    )
+    limit_max_requests: int | None = _opt(
+        None,
+        Option("Maximum number of requests to service before terminating the process.", "int"),
+    )
+    limit_max_requests_jitter: int = _opt(
+        0,
+        Option(
+            "Maximum jitter to add to limit_max_requests. Staggers worker restarts to avoid "
+            "all workers restarting simultaneously.",
+            "int",
+        ),
+    )
+    timeout_keep_alive: int = _opt(
+        5,
+        Option(
+            "Close Keep-Alive connections if no new data is received within this timeout "
+            "(in seconds).",
+            "int",
+        ),
+    )
+    timeout_graceful_shutdown: int | None = _opt(
+        None,
+        Option("Maximum number of seconds to wait for graceful shutdown.", "int"),
+    )
+    timeout_worker_healthcheck: int = _opt(
+        5,
+        Option(
+            "Maximum number of seconds to wait for a worker to respond to a healthcheck.", "int"
+        ),
+    )
+    timeout_request_header: float = _opt(
+        10.0,
+        Option(
+            "(ketch) Seconds for the whole request head to arrive after its first byte; "
+            "slower clients get 408 and are disconnected.",
+            "float",
+        ),
+    )
+    timeout_request_body: float = _opt(
+        60.0,
+        Option(
+            "(ketch) Seconds the application may wait for request body bytes that do not "
+            "come before the connection is closed and it receives http.disconnect.",
+            "float",
+        ),
+    )
+    limit_request_body: int | None = _opt(
+        None,
+        Option(
+            "(ketch) Maximum request body size in bytes; larger bodies get 413. "
+            "Default: no limit.",
+            "int",
+            show_default=False,
+        ),
+    )
+    limit_request_header_size: int = _opt(
+        64 * 1024,
+        Option(
+            "(ketch) Maximum size in bytes of a request head (request line and headers); "
+            "larger heads get 431.",
+            "int",
+        ),
+    )
+    limit_request_headers: int = _opt(
+        128,
+        Option("(ketch) Maximum number of request headers; more get 431.", "int"),
+    )
+    timeout_notify: int = _opt(
+        30, Option("Seconds between calls of callback_notify (gunicorn heartbeat).", cli=False)
+    )
+    callback_notify: Callable[..., Awaitable[None]] | None = _opt(
+        None, Option("Called every timeout_notify seconds while serving.", cli=False)
+    )
+    # --- TLS -----------------------------------------------------------------------
+    ssl_keyfile: str | os.PathLike[str] | None = _opt(None, Option("SSL key file"))
+    ssl_certfile: str | os.PathLike[str] | None = _opt(None, Option("SSL certificate file"))
+    ssl_keyfile_password: str | None = _opt(None, Option("SSL keyfile password"))
+    ssl_version: int = _opt(
+        SSL_PROTOCOL_VERSION, Option("SSL version to use (see stdlib ssl module's)", "int")
+    )
+    ssl_cert_reqs: int = _opt(
+        int(ssl.CERT_NONE),
+        Option("Whether client certificate is required (see stdlib ssl module's)", "int"),
+    )
+    ssl_ca_certs: str | os.PathLike[str] | None = _opt(None, Option("CA certificates file"))
+    ssl_ciphers: str | None = _opt(
+        None,
+        Option(
+            "Ciphers to use (see stdlib ssl module's). Defaults to OpenSSL's safe defaults.",
+            show_default=False,
+        ),
+    )
+    ssl_context_factory: Callable[..., ssl.SSLContext] | None = _opt(
+        None,
+        Option(
+            "Called as factory(config, default_factory) to build the SSL context.", cli=False
+        ),
+    )
+    # --- the application -------------------------------------------------------------
+    headers: list[tuple[str, str]] | None = _opt(
+        None,
+        Option(
+            "Specify custom default HTTP response headers as a Name:Value pair",
+            flag="--header",
+            multiple=True,
+        ),
+    )
+    app_dir: str | None = _opt(
+        None,
+        Option(
+            "Look for APP in the specified directory, by adding this to the PYTHONPATH. "
+            "Defaults to the current working directory.",
+            show_default=False,
+        ),
+    )
+    factory: bool = _opt(
+        False,
+        Option("Treat APP as an application factory, i.e. a () -> <ASGI app> callable.", "bool"),
+    )
+    h11_max_incomplete_event_size: int | None = _opt(
+        None,
+        Option("For h11, the maximum number of bytes to buffer of an incomplete event.", "int"),
+    )
+    reset_contextvars: bool = _opt(
+        False,
+        Option(
+            "Run each ASGI request in a fresh contextvars.Context. Hides context set in the "
+            "lifespan.",
+            "bool",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.workers is None:
+            self.workers = _int_from_env("WEB_CONCURRENCY", default=1)
+        if self.forwarded_allow_ips is None:
+            self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+            value = getattr(self, name)
+            if value is None:
+                setattr(self, name, [])
+            elif isinstance(value, str | os.PathLike):
+                setattr(self, name, [os.fspath(value)])
+            else:
+                setattr(self, name, [os.fspath(v) for v in value])
+        if self.headers is None:
+            self.headers = []
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError, naming the option, for a value ketch cannot use."""
+        _check_range("--port", self.port, 0, 65535)
+        if self.fd is not None:
+            _check_range("--fd", self.fd, 0, None)
+        assert self.workers is not None
+        _check_range("--workers", self.workers, 1, None)
+        _check_range("--backlog", self.backlog, 1, None)
+        _check_range("--ws-max-size", self.ws_max_size, 1, None)
+        _check_range("--ws-max-queue", self.ws_max_queue, 1, None)
+        _check_range("--timeout-keep-alive", self.timeout_keep_alive, 0, None)
+        _check_range("--timeout-worker-healthcheck", self.timeout_worker_healthcheck, 1, None)
+        _check_range("--timeout-request-header", self.timeout_request_header, 0, None, exclusive=True)
+        _check_range("--timeout-request-body", self.timeout_request_body, 0, None, exclusive=True)
+        _check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)
+        _check_range("--limit-request-headers", self.limit_request_headers, 1, None)
+        _check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)
+        _check_range("--reload-delay", self.reload_delay, 0, None)
+        for flag, value in (
+            ("--limit-concurrency", self.limit_concurrency),
+            ("--limit-max-requests", self.limit_max_requests),
+            ("--timeout-graceful-shutdown", self.timeout_graceful_shutdown),
+            ("--limit-request-body", self.limit_request_body),
+            ("--h11-max-incomplete-event-size", self.h11_max_incomplete_event_size),
+        ):
+            if value is not None:
+                _check_range(flag, value, 0, None)
+        _check_choice("--lifespan", self.lifespan, LIFESPAN_MODES)
+        _check_choice("--interface", self.interface, INTERFACES)
+        _check_choice("--forwarded-headers", self.forwarded_headers, FORWARDED_HEADERS)
+        if isinstance(self.log_level, str):
+            _check_choice("--log-level", self.log_level, LOG_LEVEL_NAMES)
+        if self.root_path and not self.root_path.startswith("/"):
+            raise ConfigError(f"--root-path must start with '/', got {self.root_path!r}")
+        if self.root_path.endswith("/"):
+            self.root_path = self.root_path.rstrip("/")
+        if self.http2:
+            raise ConfigError(
+                "--http2: ketch does not serve HTTP/2 yet; put a proxy that speaks HTTP/2 "
+                "(nginx, a CDN) in front and drop --http2"
+            )
+        if bool(self.ssl_keyfile) != bool(self.ssl_certfile) and self.ssl_context_factory is None:
+            missing = "--ssl-certfile" if self.ssl_keyfile else "--ssl-keyfile"
+            raise ConfigError(f"TLS needs both a key and a certificate: add {missing}")
+        if self.uds is not None and self.fd is not None:
+            raise ConfigError("--uds and --fd both choose the listening socket: keep one")
+        self.headers = [_parse_header(h) for h in self.headers or []]
+
+    # --- derived -----------------------------------------------------------------------
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_keyfile or self.ssl_certfile or self.ssl_context_factory)
+
+    @property
+    def log_level_number(self) -> int | None:
+        if self.log_level is None or isinstance(self.log_level, int):
+            return self.log_level
+        return LOG_LEVELS[self.log_level]
+
+    @property
+    def use_subprocess(self) -> bool:
+        """True when a supervisor runs the server in child processes."""
+        return bool(self.reload or (self.workers or 1) > 1)
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        value = self.forwarded_allow_ips or []
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return [item.strip() for item in items if item.strip()]
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (supervisors use it for their children)."""
+        return dataclasses.replace(self, **changes)
+
+
+def options() -> Iterator[tuple[dataclasses.Field[Any], Option]]:
+    """Each setting with its command-line description, in declaration order."""
+    for f in dataclasses.fields(Config):
+        option = f.metadata.get("option")
+        if option is not None:
+            yield f, option
+
+
+def cli_flag(f: dataclasses.Field[Any], option: Option) -> str:
+    return option.flag or "--" + f.name.replace("_", "-")
+
+
+def _int_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"${name} must be a whole number, got {raw!r}") from None
+
+
+def _check_range(
+    flag: str, value: float, low: float, high: float | None, exclusive: bool = False
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{flag} must be a number, got {value!r}")
+    if value < low or (exclusive and value == low):
+        bound = f"greater than {low}" if exclusive else f"at least {low}"
+        raise ConfigError(f"{flag} must be {bound}, got {value}")
+    if high is not None and value > high:
+        raise ConfigError(f"{flag} must be at most {high}, got {value}")
+
+
+def _check_choice(flag: str, value: object, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _parse_header(header: tuple[str, str] | str) -> tuple[str, str]:
+    if isinstance(header, str):
+        name, sep, value = header.partition(":")
+        if not sep:
+            raise ConfigError(f"--header needs the form Name:Value, got {header!r}")
+        header = (name, value)
+    name, value = header[0].strip(), header[1].strip()
+    if not name or any(c in name for c in " \t\r\n:"):
+        raise ConfigError(f"--header has an invalid header name: {name!r}")
+    if any(c in value for c in "\r\n\x00"):
+        raise ConfigError(f"--header {name}: the value may not contain line breaks")
+    return name, value

@@ -1,0 +1,124 @@
+"""Building ASGI scopes from a parsed request head, shared by every HTTP and
+WebSocket protocol so that they all present a request the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, unquote
+
+from ketch.core._types import ASGIVersions, Headers, HTTPScope, WebSocketScope
+
+ASGI_VERSIONS: ASGIVersions = {"version": "3.0", "spec_version": "2.5"}
+ASGI2_VERSIONS: ASGIVersions = {"version": "2.0", "spec_version": "2.5"}
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """(raw_path, query_string) of a request target in origin or absolute form."""
+    if target[:1] != b"/" and target != b"*":
+        # absolute form (RFC 9112 3.2.2): http://host/path?query
+        scheme_end = target.find(b"://")
+        if scheme_end != -1:
+            path_start = target.find(b"/", scheme_end + 3)
+            query_start = target.find(b"?", scheme_end + 3)
+            if path_start == -1 or (query_start != -1 and query_start < path_start):
+                target = b"/" + (target[query_start:] if query_start != -1 else b"")
+            else:
+                target = target[path_start:]
+    raw_path, _, query = target.partition(b"?")
+    return raw_path, query
+
+
+def decode_path(raw_path: bytes) -> str:
+    """The ASGI `path`: percent-decoded UTF-8."""
+    text = raw_path.decode("ascii", "surrogateescape")
+    return unquote(text) if "%" in text else text
+
+
+def http_scope(
+    *,
+    method: str,
+    http_version: str,
+    raw_path: bytes,
+    query_string: bytes,
+    headers: Headers,
+    scheme: str,
+    server: tuple[str, int | None] | None,
+    client: tuple[str, int] | None,
+    root_path: str,
+    state: dict[str, Any],
+) -> HTTPScope:
+    return {
+        "type": "http",
+        "asgi": ASGI_VERSIONS,
+        "http_version": http_version,
+        "server": server,
+        "client": client,
+        "scheme": scheme,
+        "method": method,
+        "root_path": root_path,
+        "path": root_path + decode_path(raw_path),
+        "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
+        "query_string": query_string,
+        "headers": headers,
+        "state": state.copy(),
+    }
+
+
+def websocket_scope(
+    *,
+    http_version: str,
+    raw_path: bytes,
+    query_string: bytes,
+    headers: Headers,
+    scheme: str,
+    server: tuple[str, int | None] | None,
+    client: tuple[str, int] | None,
+    root_path: str,
+    state: dict[str, Any],
+) -> WebSocketScope:
+    subprotocols: list[str] = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            subprotocols.extend(
+                token.strip() for token in value.decode("latin-1").split(",") if token.strip()
+            )
+    return {
+        "type": "websocket",
+        "asgi": ASGI_VERSIONS,
+        "http_version": http_version,
+        "server": server,
+        "client": client,
+        "scheme": "wss" if scheme == "https" else "ws",
+        "root_path": root_path,
+        "path": root_path + decode_path(raw_path),
+        "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
+        "query_string": query_string,
+        "headers": headers,
+        "subprotocols": subprotocols,
+        "state": state.copy(),
+        "extensions": {"websocket.http.response": {}},
+    }
+
+
+def is_websocket_upgrade(headers: Headers) -> bool:
+    """True for a request that asks to switch to WebSocket (RFC 6455 4.1)."""
+    upgrade = connection = False
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = upgrade or b"websocket" in value.lower()
+        elif name == b"connection":
+            connection = connection or b"upgrade" in value.lower()
+    return upgrade and connection
+
+
+def client_text(client: tuple[str, int] | None) -> str:
+    """`host:port` for logs; empty on UNIX sockets."""
+    if not client:
+        return ""
+    return "%s:%d" % client
+
+
+def path_with_query(scope: HTTPScope | WebSocketScope) -> str:
+    path = quote(scope["path"])
+    query = scope["query_string"]
+    return f"{path}?{query.decode('ascii', 'replace')}" if query else path

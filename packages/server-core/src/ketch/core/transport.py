@@ -1,0 +1,77 @@
+"""What every connection protocol needs from its transport: addresses, TLS, and
+write flow control."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+
+def get_remote_addr(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
+    """The peer's (host, port), or None on a UNIX socket."""
+    sock: socket.socket | None = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            info = sock.getpeername()
+        except OSError:  # seen with uvloop on UNIX sockets
+            return None
+        return (str(info[0]), int(info[1])) if isinstance(info, tuple) else None
+    info = transport.get_extra_info("peername")
+    if isinstance(info, list | tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    return None
+
+
+def get_local_addr(transport: asyncio.BaseTransport) -> tuple[str, int | None] | None:
+    """The (host, port) this connection arrived on; (path, None) on a UNIX socket."""
+    sock: socket.socket | None = transport.get_extra_info("socket")
+    info = sock.getsockname() if sock is not None else transport.get_extra_info("sockname")
+    if isinstance(info, list | tuple) and len(info) >= 2:
+        return (str(info[0]), int(info[1]))
+    if isinstance(info, str):
+        return (info, None)
+    if isinstance(info, bytes):  # an abstract UNIX socket
+        return (info.decode("latin-1"), None)
+    return None
+
+
+def is_ssl(transport: asyncio.BaseTransport) -> bool:
+    return transport.get_extra_info("sslcontext") is not None
+
+
+class WriteFlow:
+    """Write back-pressure: the transport's pause_writing/resume_writing turned
+    into something senders can await, and a wake-up for connection loss."""
+
+    __slots__ = ("_waiter", "paused")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def connection_lost(self) -> None:
+        self.paused = False
+        self._wake()
+
+    async def drain(self) -> None:
+        """Wait until the transport accepts writes again (or the peer is gone)."""
+        if not self.paused:
+            return
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
