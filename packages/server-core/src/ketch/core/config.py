@@ -399,8 +399,11 @@ class Config:
         _check_range("--ws-max-queue", self.ws_max_queue, 1, None)
         _check_range("--timeout-keep-alive", self.timeout_keep_alive, 0, None)
         _check_range("--timeout-worker-healthcheck", self.timeout_worker_healthcheck, 1, None)
-        _check_range("--timeout-request-header", self.timeout_request_header, 0, None, exclusive=True)
-        _check_range("--timeout-request-body", self.timeout_request_body, 0, None, exclusive=True)
+        for flag, seconds in (
+            ("--timeout-request-header", self.timeout_request_header),
+            ("--timeout-request-body", self.timeout_request_body),
+        ):
+            _check_range(flag, seconds, 0, None, exclusive=True)
         _check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)
         _check_range("--limit-request-headers", self.limit_request_headers, 1, None)
         _check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)

@@ -25,9 +25,10 @@ class DefaultHeaders:
         self._date = date_header and b"date" not in custom_names
         self._custom = encoded
         self._second = -1
-        self.names = frozenset(
-            custom_names | ({b"server"} if self._server else set()) | ({b"date"} if self._date else set())
-        )
+        own = {b"server"} if self._server else set()
+        if self._date:
+            own.add(b"date")
+        self.names = frozenset(custom_names | own)
         self.block = b""
         self.pairs: list[tuple[bytes, bytes]] = []
         self.refresh()

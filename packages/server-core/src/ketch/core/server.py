@@ -1,0 +1,298 @@
+"""One server process: load the app, run lifespan, listen, serve, drain, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
+from typing import Any
+
+from ketch.core.app import load_app
+from ketch.core.config import Config
+from ketch.core.context import TICK_SECONDS, ServerContext
+from ketch.core.errors import STARTUP_FAILURE, ConfigError
+from ketch.core.lifespan import Lifespan
+from ketch.core.logging import configure_logging
+from ketch.core.plugins import HTTPPlugin, WebSocketPlugin, select_http, select_loop, select_ws
+from ketch.core.sockets import Listener, bind, create_ssl_context, describe
+
+logger = logging.getLogger("ketch.error")
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def resolve_http(choice: Any) -> HTTPPlugin:
+    """`--http NAME`, or a plugin object passed to run()/Config directly."""
+    if isinstance(choice, str):
+        return select_http(choice)
+    if not hasattr(choice, "protocol_factory"):
+        raise ConfigError(f"http={choice!r} is neither a plugin name nor an HTTP plugin")
+    plugin: HTTPPlugin = choice
+    return plugin
+
+
+def resolve_ws(choice: Any) -> WebSocketPlugin | None:
+    if isinstance(choice, str):
+        return select_ws(choice)
+    if choice is None:
+        return None
+    if not hasattr(choice, "upgrade_handler"):
+        raise ConfigError(f"ws={choice!r} is neither a plugin name nor a WebSocket plugin")
+    plugin: WebSocketPlugin = choice
+    return plugin
+
+
+def load_env_file(path: str | os.PathLike[str] | None) -> None:
+    if path is None:
+        return
+    try:
+        from dotenv import load_dotenv
+    except ImportError:
+        raise ConfigError(
+            "--env-file needs python-dotenv: pip install 'ketch-core[dotenv]'"
+        ) from None
+    if not os.path.isfile(path):
+        raise ConfigError(f"--env-file {os.fspath(path)}: no such file")
+    load_dotenv(dotenv_path=path)
+
+
+def new_event_loop(config: Config) -> asyncio.AbstractEventLoop:
+    if callable(config.loop):
+        loop: asyncio.AbstractEventLoop = config.loop()
+        return loop
+    return select_loop(config.loop).loop_factory()()
+
+
+class Server:
+    """Serves `config` in this process. `run()` owns an event loop;
+    `serve()` runs inside an existing one (as under gunicorn or in tests)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = False
+        self.should_exit = False
+        self.force_exit = False
+        self.exit_code = 0
+        self.context: ServerContext | None = None
+        self.listeners: list[Listener] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._lifespan: Lifespan | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._next_notify = 0.0
+
+    # --- running ---------------------------------------------------------------------
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until stopped, on a new event loop of the configured kind."""
+        loop = new_event_loop(self.config)
+        try:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.serve(sockets))
+        finally:
+            try:
+                _cancel_all_tasks(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        with self._capture_signals():
+            await self._serve(sockets)
+
+    async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        config = self.config
+        configure_logging(
+            config.log_config, config.log_level_number, config.access_log, config.use_colors
+        )
+        load_env_file(config.env_file)
+        loop = self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+
+        # Everything that can be checked is checked before the app starts up.
+        http_plugin = resolve_http(config.http)
+        ws_plugin = resolve_ws(config.ws)
+        ssl_context = create_ssl_context(config)
+        app, _ = load_app(config)
+
+        context = self.context = ServerContext(config, app, loop)
+        if config.limit_max_requests is not None:
+            jitter = random.randint(0, config.limit_max_requests_jitter)
+            context.max_requests = config.limit_max_requests + jitter
+        context.on_request_limit = self._max_requests_reached
+
+        logger.info("Started server process [%d]", os.getpid())
+        if config.lifespan != "off":
+            self._lifespan = Lifespan(app, config.lifespan, context.lifespan_state)
+            if not await self._lifespan.startup() or self.should_exit:
+                if self._lifespan.failed:
+                    logger.error("Application startup failed. Exiting.")
+                    self.exit_code = STARTUP_FAILURE
+                return
+
+        try:
+            if ws_plugin is not None:
+                context.ws_upgrade = ws_plugin.upgrade_handler(context)
+            factory = http_plugin.protocol_factory(context)
+            if sockets is None:
+                self.listeners = bind(config)
+            else:
+                self.listeners = [Listener(sock) for sock in sockets]
+            for listener in self.listeners:
+                self._servers.append(
+                    await loop.create_server(
+                        factory, sock=listener.sock, ssl=ssl_context, backlog=config.backlog
+                    )
+                )
+        except BaseException:
+            self._close_listeners()
+            if self._lifespan is not None:
+                await self._lifespan.shutdown()
+            raise
+
+        for listener in self.listeners:
+            logger.info(
+                "ketch running on %s (Press CTRL+C to quit)",
+                describe(listener.sock, ssl_context is not None),
+            )
+        self.started = True
+        self._next_notify = loop.time() + config.timeout_notify
+        self._tick()
+        try:
+            await self._wakeup.wait()
+        finally:
+            await self._shutdown()
+
+    def _max_requests_reached(self) -> None:
+        assert self.context is not None
+        logger.warning(
+            "Maximum request limit of %d exceeded. Terminating process.",
+            self.context.max_requests,
+        )
+        self.context.restarting = True
+        self.request_exit()
+
+    def request_exit(self) -> None:
+        """Ask the server to stop gracefully; safe from any thread."""
+        self.should_exit = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _tick(self) -> None:
+        """Twice a second: coarse clock, Date header, deadlines, exit requests."""
+        context, loop = self.context, self._loop
+        assert context is not None and loop is not None
+        now = context.now = loop.time()
+        context.default_headers.refresh()
+        due = [c for c in context.connections if 0.0 < c.deadline <= now]
+        for connection in due:
+            connection.on_deadline()
+        if self.should_exit:
+            self._wake()
+        notify = self.config.callback_notify
+        if notify is not None and now >= self._next_notify:
+            self._next_notify = now + self.config.timeout_notify
+            task = loop.create_task(self._notify(notify))
+            context.tasks.add(task)
+            task.add_done_callback(context.tasks.discard)
+        self._tick_handle = loop.call_later(TICK_SECONDS, self._tick)
+
+    @staticmethod
+    async def _notify(notify: Callable[..., Awaitable[None]]) -> None:
+        await notify()
+
+    # --- stopping ----------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        context = self.context
+        assert context is not None
+        logger.info("Shutting down")
+        context.shutting_down = True
+        for server in self._servers:
+            server.close()
+        self._close_listeners()
+        for connection in list(context.connections):
+            connection.shutdown()
+
+        timeout = self.config.timeout_graceful_shutdown
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+        except asyncio.TimeoutError:
+            logger.error(
+                "Cancel %d running task(s), timeout graceful shutdown exceeded",
+                len(context.tasks),
+            )
+        if context.connections or context.tasks:
+            for connection in list(context.connections):
+                connection.abort()
+            for task in list(context.tasks):
+                task.cancel()
+            if context.tasks:
+                await asyncio.wait(list(context.tasks), timeout=1.0)
+
+        if self._lifespan is not None and not self.force_exit:
+            await self._lifespan.shutdown()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        logger.info("Finished server process [%d]", os.getpid())
+
+    async def _drain(self) -> None:
+        context = self.context
+        assert context is not None
+        if context.connections and not self.force_exit:
+            logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+        while context.connections and not self.force_exit:
+            await asyncio.sleep(0.05)
+        if context.tasks and not self.force_exit:
+            logger.info("Waiting for background tasks to complete. (CTRL+C to force quit)")
+        while context.tasks and not self.force_exit:
+            await asyncio.sleep(0.05)
+
+    def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+
+    # --- signals ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _capture_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM stop the server gracefully; a second SIGINT forces it.
+        Only in the main thread, and the previous handlers are restored after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous: dict[signal.Signals, Any] = {}
+        for sig in HANDLED_SIGNALS:
+            previous[sig] = signal.signal(sig, self.handle_exit)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.request_exit()
+
+
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
