@@ -1,7 +1,7 @@
 """ketch-core: the programmatic API of the ketch ASGI server.
 
-    from ketch.core import run
-    run("main:app", port=5000)
+from ketch.core import run
+run("main:app", port=5000)
 """
 
 from __future__ import annotations

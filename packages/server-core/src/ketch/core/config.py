@@ -136,16 +136,14 @@ class Config:
         ),
     )
     # --- implementations -----------------------------------------------------------
-    loop: str = _opt(
-        "auto", Option("Event loop factory implementation.", registry="ketch.loop")
-    )
-    http: Any = _opt(
-        "auto", Option("HTTP protocol implementation.", registry="ketch.http")
-    )
+    loop: str = _opt("auto", Option("Event loop factory implementation.", registry="ketch.loop"))
+    http: Any = _opt("auto", Option("HTTP protocol implementation.", registry="ketch.http"))
     http2: bool = _opt(
         False,
-        Option("Enable HTTP/2 support. Not available in ketch yet; accepted for Uvicorn parity.",
-               "bool"),
+        Option(
+            "Enable HTTP/2 support. Not available in ketch yet; accepted for Uvicorn parity.",
+            "bool",
+        ),
     )
     ws: Any = _opt(
         "auto",
@@ -155,9 +153,7 @@ class Config:
             extra_choices=("none",),
         ),
     )
-    ws_max_size: int = _opt(
-        16 * 1024 * 1024, Option("WebSocket max size message in bytes", "int")
-    )
+    ws_max_size: int = _opt(16 * 1024 * 1024, Option("WebSocket max size message in bytes", "int"))
     ws_max_queue: int = _opt(
         32, Option("The maximum length of the WebSocket message queue.", "int")
     )
@@ -173,9 +169,7 @@ class Config:
     lifespan: str = _opt("auto", Option("Lifespan implementation.", choices=LIFESPAN_MODES))
     interface: str = _opt(
         "auto",
-        Option(
-            "Select ASGI3, ASGI2, or WSGI as the application interface.", choices=INTERFACES
-        ),
+        Option("Select ASGI3, ASGI2, or WSGI as the application interface.", choices=INTERFACES),
     )
     # --- logging -------------------------------------------------------------------
     env_file: str | os.PathLike[str] | None = _opt(
@@ -223,9 +217,7 @@ class Config:
     )
     root_path: str = _opt(
         "",
-        Option(
-            "Set the ASGI 'root_path' for applications submounted below a given URL path."
-        ),
+        Option("Set the ASGI 'root_path' for applications submounted below a given URL path."),
     )
     limit_concurrency: int | None = _opt(
         None,
@@ -235,9 +227,7 @@ class Config:
             "int",
         ),
     )
-    backlog: int = _opt(
-        2048, Option("Maximum number of connections to hold in backlog", "int")
-    )
+    backlog: int = _opt(2048, Option("Maximum number of connections to hold in backlog", "int"))
     limit_max_requests: int | None = _opt(
         None,
         Option("Maximum number of requests to service before terminating the process.", "int"),
@@ -287,8 +277,7 @@ class Config:
     limit_request_body: int | None = _opt(
         None,
         Option(
-            "(ketch) Maximum request body size in bytes; larger bodies get 413. "
-            "Default: no limit.",
+            "(ketch) Maximum request body size in bytes; larger bodies get 413. Default: no limit.",
             "int",
             show_default=False,
         ),
@@ -332,9 +321,7 @@ class Config:
     )
     ssl_context_factory: Callable[..., ssl.SSLContext] | None = _opt(
         None,
-        Option(
-            "Called as factory(config, default_factory) to build the SSL context.", cli=False
-        ),
+        Option("Called as factory(config, default_factory) to build the SSL context.", cli=False),
     )
     # --- the application -------------------------------------------------------------
     headers: list[tuple[str, str]] | None = _opt(

@@ -86,9 +86,7 @@ class ServerContext:
 
     def over_concurrency_limit(self) -> bool:
         limit = self.config.limit_concurrency
-        return limit is not None and (
-            len(self.connections) > limit or len(self.tasks) >= limit
-        )
+        return limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit)
 
     def log_access(
         self,

@@ -41,7 +41,5 @@ def import_from_string(import_str: Any) -> Any:
         for attr in attrs_str.split("."):
             instance = getattr(instance, attr)
     except AttributeError:
-        raise AppLoadError(
-            f'Attribute "{attrs_str}" not found in module "{module_str}"'
-        ) from None
+        raise AppLoadError(f'Attribute "{attrs_str}" not found in module "{module_str}"') from None
     return instance

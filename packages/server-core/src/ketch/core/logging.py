@@ -156,9 +156,7 @@ def configure_logging(
             if use_colors in (True, False):
                 config = _with_colours(config, use_colors)
             logging.config.dictConfig(config)
-        elif isinstance(log_config, str | os.PathLike) and os.fspath(log_config).endswith(
-            ".json"
-        ):
+        elif isinstance(log_config, str | os.PathLike) and os.fspath(log_config).endswith(".json"):
             with open(log_config) as file:
                 logging.config.dictConfig(json.load(file))
         elif isinstance(log_config, str | os.PathLike) and os.fspath(log_config).endswith(

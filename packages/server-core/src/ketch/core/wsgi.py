@@ -120,7 +120,8 @@ class _Input(io.RawIOBase):
         """Pull the next body chunk (from the worker thread); False at the end."""
         if not self._more:
             return False
-        message: Message = asyncio.run_coroutine_threadsafe(_await(self._receive()), self._loop).result()
+        pending = asyncio.run_coroutine_threadsafe(_await(self._receive()), self._loop)
+        message: Message = pending.result()
         if message["type"] != "http.request":
             self._more = False
             return False

@@ -196,9 +196,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.transport.abort()
 
     # --- called by the parser ---------------------------------------------------------
-    def _on_head(
-        self, method: bytes, target: bytes, http_version: bytes, headers: Headers
-    ) -> None:
+    def _on_head(self, method: bytes, target: bytes, http_version: bytes, headers: Headers) -> None:
         """A complete request head; header names are lowercase."""
         if self._state >= LINGER:
             return  # answered and closing: whatever else was pipelined is dropped
@@ -221,9 +219,7 @@ class HTTPProtocol(asyncio.Protocol):
         keep_alive = _wants_keep_alive(version, headers) and not context.shutting_down
         raw_path, query = split_target(target)
         upgrade = (
-            context.ws_upgrade is not None
-            and method == b"GET"
-            and is_websocket_upgrade(headers)
+            context.ws_upgrade is not None and method == b"GET" and is_websocket_upgrade(headers)
         )
         scope: Any
         if upgrade:
@@ -555,8 +551,11 @@ class RequestCycle:
         self.response = COMPLETE
         self.wake()
         conn.context.log_access(
-            conn.client, self.scope["method"], path_with_query(self.scope),
-            self.scope["http_version"], status,
+            conn.client,
+            self.scope["method"],
+            path_with_query(self.scope),
+            self.scope["http_version"],
+            status,
         )
         conn.transport.write(
             status_line(status)
@@ -625,8 +624,11 @@ class RequestCycle:
             self.expect_continue = False
             if conn.context.access_logger is not None:
                 conn.context.log_access(
-                    conn.client, self.scope["method"], path_with_query(self.scope),
-                    self.scope["http_version"], self.status,
+                    conn.client,
+                    self.scope["method"],
+                    path_with_query(self.scope),
+                    self.scope["http_version"],
+                    self.status,
                 )
             return
         if response == COMPLETE:
