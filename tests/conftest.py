@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import pytest
+
+HTTP_IMPLEMENTATIONS = ["h11", "httptools"]
+
+
+@pytest.fixture(params=HTTP_IMPLEMENTATIONS)
+def http_impl(request: pytest.FixtureRequest) -> str:
+    """Each HTTP behaviour test runs once per parser."""
+    return str(request.param)
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_impl(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

@@ -1,0 +1,368 @@
+"""Shared test helpers: servers in a thread or a process, raw HTTP clients, waiting.
+
+Every server started here listens on 127.0.0.1 (or a UNIX socket in a temp
+dir), is bounded in time, and is stopped when its context manager exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ketch.core import Config, Server
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = TESTS_DIR.parent
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+# --- a server in a thread of the test process --------------------------------------------
+@dataclass
+class Running:
+    server: Server
+    thread: threading.Thread
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        port: int = self.server.listeners[0].sock.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.server.config.is_ssl else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def context(self) -> Any:
+        return self.server.context
+
+
+@contextlib.contextmanager
+def serve(app: Any, *, start_timeout: float = 10.0, **options: Any) -> Iterator[Running]:
+    """Run a ketch server for `app` in a thread, on 127.0.0.1 and a free port
+    unless `uds`/`fd` say otherwise. Logging is left to pytest (caplog)."""
+    options.setdefault("host", "127.0.0.1")
+    options.setdefault("port", 0)
+    options.setdefault("log_config", None)
+    options.setdefault("lifespan", "off")
+    config = Config(app, **options)
+    server = Server(config)
+    running = Running(server, threading.Thread(target=lambda: None))
+
+    def target() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # reported to the test below
+            running.errors.append(exc)
+
+    thread = running.thread = threading.Thread(target=target, name="ketch-test-server", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), timeout=start_timeout)
+        if not server.started:
+            raise RuntimeError(f"server did not start: {running.errors or server.exit_code}")
+        yield running
+    finally:
+        server.request_exit()
+        thread.join(timeout=15)
+        if thread.is_alive():
+            server.force_exit = True
+            server.request_exit()
+            thread.join(timeout=5)
+        assert not thread.is_alive(), "the test server did not stop"
+
+
+# --- a server in its own process ----------------------------------------------------------
+class KetchProcess:
+    """`python -m ketch ARGS` in its own session, its output collected as it comes."""
+
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        cwd: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            [str(TESTS_DIR), *filter(None, [full_env.get("PYTHONPATH")])]
+        )
+        full_env.pop("KETCH_APP", None)
+        full_env.update(env or {})
+        self.args = args
+        self.proc = subprocess.Popen(
+            [*(command or [sys.executable, "-m", "ketch"]), *args],
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            with self._lock:
+                self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "\n".join(self._lines)
+
+    def wait_for_output(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        regex = re.compile(pattern)
+
+        def found() -> re.Match[str] | None:
+            match = regex.search(self.output)
+            if match is None and self.proc.poll() is not None:
+                self._reader.join(timeout=2)
+                match = regex.search(self.output)
+                if match is None:
+                    raise AssertionError(
+                        f"ketch exited ({self.proc.returncode}) before printing {pattern!r}:\n"
+                        + self.output
+                    )
+            return match
+
+        try:
+            match: re.Match[str] = wait_for(found, timeout=timeout, interval=0.02)
+        except TimeoutError:
+            raise AssertionError(f"no {pattern!r} within {timeout}s:\n{self.output}") from None
+        return match
+
+    def wait_started(self, timeout: float = 15.0) -> str:
+        """Wait for the 'running on' line; the URL (or socket) it names."""
+        match = self.wait_for_output(r"ketch running on (\S+( \S+)?) \(Press CTRL", timeout)
+        return match.group(1)
+
+    def port(self, timeout: float = 15.0) -> int:
+        url = self.wait_started(timeout)
+        return int(url.rsplit(":", 1)[1])
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"ketch did not exit within {timeout}s:\n{self.output}"
+            ) from None
+
+    def stop(self) -> None:
+        """End the process group: SIGTERM, then SIGKILL."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        else:
+            # children it may have left behind
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._reader.join(timeout=2)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> KetchProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_ketch(args: list[str], timeout: float = 30.0, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ketch ARGS` to completion (for --help, --version, errors)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run(
+        [sys.executable, "-m", "ketch", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )
+
+
+# --- raw HTTP over a socket -----------------------------------------------------------------
+@dataclass
+class RawResponse:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    raw_head: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+
+class RawConnection:
+    """A plain socket for sending exactly the bytes a test wants and reading
+    responses as they come off the wire."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        uds: str | None = None,
+        host: str = "127.0.0.1",
+        timeout: float = 5.0,
+    ) -> None:
+        if uds is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(uds)
+        else:
+            assert port is not None
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, deadline: float) -> bool:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no data from the server in time")
+        self.sock.settimeout(remaining)
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            return False
+        self.buffer += chunk
+        return True
+
+    def read_until(self, marker: bytes, timeout: float | None = None) -> bytes:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while marker not in self.buffer:
+            if not self._fill(deadline):
+                raise ConnectionError(f"closed before {marker!r}; got {self.buffer!r}")
+        data, _, self.buffer = self.buffer.partition(marker)
+        return data + marker
+
+    def read_exactly(self, size: int, timeout: float | None = None) -> bytes:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self.buffer) < size:
+            if not self._fill(deadline):
+                raise ConnectionError(f"closed after {len(self.buffer)} of {size} bytes")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def read_to_close(self, timeout: float | None = None) -> bytes:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while self._fill(deadline):
+            pass
+        data, self.buffer = self.buffer, b""
+        return data
+
+    def read_response(self, timeout: float | None = None, head_only: bool = False) -> RawResponse:
+        """One response: by Content-Length, chunked, or until the server closes."""
+        head = self.read_until(b"\r\n\r\n", timeout)
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        _, status, *reason = lines[0].split(" ", 2)
+        headers = [tuple(line.split(":", 1)) for line in lines[1:]]
+        pairs = [(k.strip(), v.strip()) for k, v in headers]
+        response = RawResponse(int(status), reason[0] if reason else "", pairs, b"", head)
+        code = response.status
+        if head_only or code < 200 or code in (204, 304):
+            return response
+        length = response.header("content-length")
+        if response.header("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size_line = self.read_until(b"\r\n", timeout)
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    self.read_until(b"\r\n", timeout)
+                    break
+                body += self.read_exactly(size, timeout)
+                self.read_exactly(2, timeout)
+            response.body = body
+        elif length is not None:
+            response.body = self.read_exactly(int(length), timeout)
+        else:
+            response.body = self.read_to_close(timeout)
+        return response
+
+    def is_closed(self, timeout: float = 5.0) -> bool:
+        """True once the server has closed the connection (EOF or reset)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if ready:
+                try:
+                    chunk = self.sock.recv(65536)
+                except (ConnectionResetError, BrokenPipeError):
+                    return True
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def exchange(port: int, data: bytes, timeout: float = 5.0) -> RawResponse:
+    """Send `data` on a new connection and read one response."""
+    with RawConnection(port, timeout=timeout) as conn:
+        conn.send(data)
+        return conn.read_response()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,217 @@
+"""Small applications the tests serve (in a thread, or as `support.apps:NAME` in a
+subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+async def _respond(
+    send: Any, status: int, body: bytes, content_type: bytes = b"text/plain", headers: Any = ()
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client disconnected")
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+
+
+async def hello(scope: Scope, receive: Any, send: Any) -> None:
+    assert scope["type"] == "http"
+    await _respond(send, 200, b"Hello, world!")
+
+
+async def echo(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with the request body."""
+    assert scope["type"] == "http"
+    body = await _read_body(receive)
+    await _respond(send, 200, body, b"application/octet-stream")
+
+
+async def scope_json(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with the parts of the scope a test may check, as JSON."""
+    if scope["type"] == "lifespan":
+        await lifespan_with_state(scope, receive, send)
+        return
+    data = {
+        "type": scope["type"],
+        "http_version": scope["http_version"],
+        "method": scope.get("method"),
+        "scheme": scope["scheme"],
+        "path": scope["path"],
+        "raw_path": scope["raw_path"].decode("latin-1"),
+        "root_path": scope["root_path"],
+        "query_string": scope["query_string"].decode("latin-1"),
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+        "client": list(scope["client"]) if scope.get("client") else None,
+        "server": list(scope["server"]) if scope.get("server") else None,
+        "state": {k: v for k, v in scope.get("state", {}).items() if isinstance(v, str | int)},
+        "asgi": scope["asgi"],
+        "pid": os.getpid(),
+    }
+    await _respond(send, 200, json.dumps(data).encode(), b"application/json")
+
+
+async def lifespan_with_state(scope: Scope, receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            scope["state"]["greeting"] = "hello from lifespan"
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def startup_fails(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+        return
+    await _respond(send, 200, b"should never be served")
+
+
+async def startup_raises(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        raise RuntimeError("startup exploded")
+    await _respond(send, 200, b"should never be served")
+
+
+async def no_lifespan(scope: Scope, receive: Any, send: Any) -> None:
+    """An app that does not know lifespan: it rejects every non-HTTP scope."""
+    if scope["type"] != "http":
+        raise RuntimeError(f"unsupported scope {scope['type']}")
+    await _respond(send, 200, b"ok")
+
+
+async def slow(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers after `?seconds` (default 1) seconds: a request in flight."""
+    if scope["type"] == "lifespan":
+        await lifespan_with_state(scope, receive, send)
+        return
+    query = scope["query_string"].decode()
+    seconds = float(query.split("=", 1)[1]) if "=" in query else 1.0
+    await asyncio.sleep(seconds)
+    await _respond(send, 200, f"slept {seconds}".encode())
+
+
+async def raises(scope: Scope, receive: Any, send: Any) -> None:
+    raise RuntimeError("the app failed")
+
+
+async def raises_after_start(scope: Scope, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+    raise RuntimeError("the app failed half-way")
+
+
+async def returns_early(scope: Scope, receive: Any, send: Any) -> None:
+    return None
+
+
+async def stream(scope: Scope, receive: Any, send: Any) -> None:
+    """`?n=COUNT&size=BYTES` chunks, sent as a streamed (chunked) response."""
+    query = dict(
+        part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+    )
+    count, size = int(query.get("n", "4")), int(query.get("size", "10"))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for index in range(count):
+        chunk = bytes([ord("a") + index % 26]) * size
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def wait_for_disconnect(scope: Scope, receive: Any, send: Any) -> None:
+    """Reads the body, then waits for http.disconnect and records that it came."""
+    await _read_body(receive)
+    message = await receive()
+    DISCONNECTS.append(message["type"])
+
+
+DISCONNECTS: list[str] = []
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """A WSGI app that reports its environ and the body it read."""
+    body = environ["wsgi.input"].read()
+    keys = (
+        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL",
+        "CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_X_CUSTOM", "REMOTE_ADDR", "wsgi.url_scheme",
+    )
+    data = {key: environ.get(key) for key in keys}
+    data["body"] = body.decode("latin-1")
+    payload = json.dumps(data).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [payload]
+
+
+def wsgi_stream(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    for index in range(3):
+        yield f"part {index}\n".encode()
+
+
+class ASGI2App:
+    """An ASGI 2 application class: constructed with the scope, then called."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        await _respond(send, 200, b"asgi2 class")
+
+
+def asgi2_function(scope: Scope) -> Any:
+    async def instance(receive: Any, send: Any) -> None:
+        await _respond(send, 200, b"asgi2 function")
+
+    return instance
+
+
+class ASGI3Instance:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        await _respond(send, 200, b"asgi3 instance")
+
+
+asgi3_instance = ASGI3Instance()
+
+
+def factory() -> Any:
+    return hello
+
+
+def blocking(scope: Scope, receive: Any, send: Any) -> Any:
+    """Blocks the event loop for `?seconds` (a misbehaving endpoint)."""
+
+    async def run() -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_with_state(scope, receive, send)
+            return
+        query = scope["query_string"].decode()
+        time.sleep(float(query.split("=", 1)[1]) if "=" in query else 1.0)
+        await _respond(send, 200, b"done blocking")
+
+    return run()
