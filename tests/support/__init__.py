@@ -45,11 +45,7 @@ class Running:
     server: Server
     thread: threading.Thread
     errors: list[BaseException] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        port: int = self.server.listeners[0].sock.getsockname()[1]
-        return port
+    port: int = 0
 
     @property
     def url(self) -> str:
@@ -85,6 +81,8 @@ def serve(app: Any, *, start_timeout: float = 10.0, **options: Any) -> Iterator[
         wait_for(lambda: server.started or not thread.is_alive(), timeout=start_timeout)
         if not server.started:
             raise RuntimeError(f"server did not start: {running.errors or server.exit_code}")
+        address = server.listeners[0].sock.getsockname()
+        running.port = address[1] if isinstance(address, tuple) else 0
         yield running
     finally:
         server.request_exit()

@@ -29,13 +29,6 @@ class H11Protocol(HTTPProtocol):
         parser.receive_data(data)
         self._process(parser)
 
-    def eof_received(self) -> bool | None:
-        keep_open = super().eof_received()
-        if self._cycle is None:
-            self._parser.receive_data(b"")
-            self._process(self._parser)
-        return keep_open
-
     def _parse_next(self) -> None:
         data, closed = self._parser.trailing_data
         parser = self._parser = h11.Connection(

@@ -94,7 +94,6 @@ class HTTPProtocol(asyncio.Protocol):
         "_keep_alive_timeout",
         "_paused_for_body",
         "_paused_for_pipeline",
-        "_peer_closed",
         "_pipeline",
         "_root_path",
         "_state",
@@ -126,7 +125,6 @@ class HTTPProtocol(asyncio.Protocol):
         self._pipeline: deque[RequestCycle] = deque()  # complete requests waiting their turn
         self._paused_for_body = False
         self._paused_for_pipeline = False
-        self._peer_closed = False
         self._upgrade: RequestCycle | None = None  # a WebSocket request to hand over
 
     # --- asyncio.Protocol -------------------------------------------------------------
@@ -152,14 +150,8 @@ class HTTPProtocol(asyncio.Protocol):
                 cycle.on_disconnect()
 
     def eof_received(self) -> bool | None:
-        # A client may half-close after its request (`printf ... | nc`): keep
-        # the transport open to answer it; close at once when nothing is pending.
-        self._peer_closed = True
-        if self._cycle is not None and self._state != LINGER:
-            self._cycle.keep_alive = False
-            if self._incoming is not None and self._incoming.more_body:
-                self._incoming.on_disconnect()  # the body will never be complete
-            return True
+        # The client closed its side. Like Uvicorn (and nginx's default), take it
+        # as the client leaving: the transport closes and the app is told.
         return None
 
     def pause_writing(self) -> None:
@@ -432,7 +424,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self._state == CLOSED:
             return
         transport = self.transport
-        if self._peer_closed or not transport.can_write_eof():
+        if not transport.can_write_eof():
             self._close()
             return
         self._state = LINGER
@@ -715,12 +707,13 @@ class RequestCycle:
         elif content_length is not None and not app_chunked:
             self.framing = NO_BODY if self.head_only else LENGTH
             self.remaining = content_length
-        elif self.head_only:
-            self.framing = NO_BODY
         elif final_size is not None and not app_chunked:
-            self.framing = LENGTH
+            # the whole body is known: its length (for HEAD, the length a GET would get)
+            self.framing = NO_BODY if self.head_only else LENGTH
             self.remaining = final_size
             lines.append(b"content-length: %d\r\n" % final_size)
+        elif self.head_only:
+            self.framing = NO_BODY
         elif self.scope["http_version"] == "1.1":
             self.framing = CHUNKED
             lines.append(b"transfer-encoding: chunked\r\n")
