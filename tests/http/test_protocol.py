@@ -43,9 +43,10 @@ def test_keep_alive_serves_many_requests_on_one_connection(http_impl: str) -> No
 
 
 def test_pipelined_requests_are_answered_in_order(http_impl: str) -> None:
-    requests = b"".join(
-        b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % index for index in range(10)
-    ) + b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    requests = (
+        b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % index for index in range(10))
+        + b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+    )
     with serve(scope_json, http=http_impl) as running, RawConnection(running.port) as conn:
         conn.send(requests)
         paths = [json.loads(conn.read_response().body)["path"] for _ in range(11)]
@@ -66,7 +67,8 @@ def test_chunked_request_body_is_decoded(http_impl: str) -> None:
 def test_request_body_in_many_pieces_reaches_the_app(http_impl: str) -> None:
     body = bytes(range(256)) * 4096  # 1 MiB
     with serve(echo, http=http_impl) as running:
-        response = httpx.post(running.url, content=iter([body[i : i + 7000] for i in range(0, len(body), 7000)]))
+        pieces = [body[i : i + 7000] for i in range(0, len(body), 7000)]
+        response = httpx.post(running.url, content=iter(pieces))
     assert response.status_code == 200
     assert response.content == body
 
@@ -160,9 +162,11 @@ def test_idle_keep_alive_connection_is_closed_after_the_timeout(http_impl: str) 
 
 
 def test_connection_that_never_sends_is_closed_after_keep_alive_timeout(http_impl: str) -> None:
-    with serve(hello, http=http_impl, timeout_keep_alive=1) as running:
-        with RawConnection(running.port) as conn:
-            assert conn.is_closed(timeout=5)
+    with (
+        serve(hello, http=http_impl, timeout_keep_alive=1) as running,
+        RawConnection(running.port) as conn,
+    ):
+        assert conn.is_closed(timeout=5)
 
 
 def test_default_headers_options(http_impl: str) -> None:
@@ -226,7 +230,9 @@ def test_scope_describes_the_request(http_impl: str) -> None:
     assert data["asgi"] == {"version": "3.0", "spec_version": "2.5"}
 
 
-def test_app_error_before_response_is_a_500(http_impl: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_app_error_before_response_is_a_500(
+    http_impl: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with serve(raises, http=http_impl) as running:
         response = exchange(running.port, GET)
         assert response.status == 500

@@ -175,9 +175,7 @@ class KetchProcess:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"ketch did not exit within {timeout}s:\n{self.output}"
-            ) from None
+            raise AssertionError(f"ketch did not exit within {timeout}s:\n{self.output}") from None
 
     def stop(self) -> None:
         """End the process group: SIGTERM, then SIGKILL."""
@@ -205,7 +203,9 @@ class KetchProcess:
         self.stop()
 
 
-def run_ketch(args: list[str], timeout: float = 30.0, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def run_ketch(
+    args: list[str], timeout: float = 30.0, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m ketch ARGS` to completion (for --help, --version, errors)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])

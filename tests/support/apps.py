@@ -158,8 +158,16 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     """A WSGI app that reports its environ and the body it read."""
     body = environ["wsgi.input"].read()
     keys = (
-        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL",
-        "CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_X_CUSTOM", "REMOTE_ADDR", "wsgi.url_scheme",
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "SERVER_PROTOCOL",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "HTTP_X_CUSTOM",
+        "REMOTE_ADDR",
+        "wsgi.url_scheme",
     )
     data = {key: environ.get(key) for key in keys}
     data["body"] = body.decode("latin-1")
