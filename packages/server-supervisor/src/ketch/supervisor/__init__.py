@@ -1,0 +1,1 @@
+"""ketch-supervisor: workers, auto-reload and the gunicorn worker classes for ketch."""

@@ -1,0 +1,1 @@
+"""ketch-ws: WebSockets for the ketch ASGI server (websockets and wsproto plugins)."""
