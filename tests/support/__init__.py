@@ -160,7 +160,7 @@ class KetchProcess:
 
     def wait_started(self, timeout: float = 15.0) -> str:
         """Wait for the 'running on' line; the URL (or socket) it names."""
-        match = self.wait_for_output(r"ketch running on (\S+( \S+)?) \(Press CTRL", timeout)
+        match = self.wait_for_output(r"ketch running on (.+?) \(Press CTRL", timeout)
         return match.group(1)
 
     def port(self, timeout: float = 15.0) -> int:

@@ -1,14 +1,24 @@
-# TEMPORARY pass-through until the ketch-proxy branch lands (issue 5).
+"""ketch-proxy: the proxy-headers ASGI middleware, usable with any ASGI server.
+
+from ketch.proxy import ProxyHeadersMiddleware
+
+app = ProxyHeadersMiddleware(app, trusted_hosts="10.0.0.0/8", headers="x-forwarded")
+"""
+
 from __future__ import annotations
 
-from typing import Any
+from ketch.proxy._headers import MAX_HOPS, Hop, forwarded_hops, x_forwarded_hops
+from ketch.proxy._trust import TrustedHosts, parse_address
+from ketch.proxy.middleware import FORWARDED, X_FORWARDED, ProxyHeadersMiddleware
 
-
-class ProxyHeadersMiddleware:
-    def __init__(
-        self, app: Any, trusted_hosts: Any = "127.0.0.1", headers: str = "x-forwarded"
-    ) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
+__all__ = [
+    "FORWARDED",
+    "MAX_HOPS",
+    "X_FORWARDED",
+    "Hop",
+    "ProxyHeadersMiddleware",
+    "TrustedHosts",
+    "forwarded_hops",
+    "parse_address",
+    "x_forwarded_hops",
+]

@@ -1,0 +1,94 @@
+"""The proxy-headers middleware through the real server, over TCP and UNIX sockets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from support import KetchProcess, RawConnection, serve
+from support.apps import scope_json
+
+FORWARDED_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: 203.0.113.7\r\n"
+    b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: example.com\r\n\r\n"
+)
+
+
+def _host(data: dict[str, object]) -> str:
+    return next(v for k, v in data["headers"] if k == "host")  # type: ignore[attr-defined]
+
+
+def test_trusted_loopback_proxy_over_tcp() -> None:
+    with serve(scope_json) as running:
+        data = httpx.get(
+            running.url,
+            headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+        ).json()
+    assert data["client"] == ["203.0.113.7", 0]
+    assert data["scheme"] == "https"
+
+
+def test_untrusted_peer_over_tcp() -> None:
+    with serve(scope_json, forwarded_allow_ips="10.0.0.1") as running:
+        data = httpx.get(
+            running.url,
+            headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+        ).json()
+    assert data["client"][0] == "127.0.0.1"
+    assert data["client"][1] != 0
+    assert data["scheme"] == "http"
+
+
+def test_no_proxy_headers_option() -> None:
+    with serve(scope_json, proxy_headers=False) as running:
+        data = httpx.get(running.url, headers={"X-Forwarded-For": "203.0.113.7"}).json()
+    assert data["client"][0] == "127.0.0.1"
+
+
+def test_forwarded_family_over_tcp() -> None:
+    headers = {"Forwarded": 'for="[2001:db8::5]";proto=https;host=example.com'}
+    with serve(scope_json, forwarded_headers="forwarded") as running:
+        data = httpx.get(running.url, headers=headers).json()
+    assert data["client"] == ["2001:db8::5", 0]
+    assert data["scheme"] == "https"
+    assert _host(data) == "example.com"
+
+
+def test_unix_socket_trusted_by_its_path(tmp_path: Path) -> None:
+    uds = str(tmp_path / "app.sock")
+    with (
+        serve(scope_json, uds=uds, forwarded_allow_ips=uds) as _,
+        RawConnection(uds=uds) as conn,
+    ):
+        conn.send(FORWARDED_REQUEST)
+        data = json.loads(conn.read_response().body)
+    assert data["client"] == ["203.0.113.7", 0]
+    assert data["scheme"] == "https"
+    assert data["server"] == [uds, None]
+    assert _host(data) == "example.com"
+
+
+def test_unix_socket_not_trusted_by_default(tmp_path: Path) -> None:
+    uds = str(tmp_path / "app.sock")
+    with serve(scope_json, uds=uds) as _, RawConnection(uds=uds) as conn:
+        conn.send(FORWARDED_REQUEST)
+        data = json.loads(conn.read_response().body)
+    assert data["client"] is None
+    assert data["scheme"] == "http"
+    assert _host(data) == "backend"
+
+
+def test_cli_alias_and_environment_variable(tmp_path: Path) -> None:
+    uds = str(tmp_path / "app.sock")
+    args = ["support.apps:scope_json", "--uds", uds, "--forwarded-trust-ips", "unix:"]
+    with KetchProcess(args) as ketch:
+        ketch.wait_started()
+        with RawConnection(uds=uds) as conn:
+            conn.send(FORWARDED_REQUEST)
+            assert json.loads(conn.read_response().body)["client"] == ["203.0.113.7", 0]
+    with KetchProcess(["support.apps:scope_json", "--uds", uds], env={"FORWARDED_ALLOW_IPS": uds}) as ketch:
+        ketch.wait_started()
+        with RawConnection(uds=uds) as conn:
+            conn.send(FORWARDED_REQUEST)
+            assert json.loads(conn.read_response().body)["scheme"] == "https"
