@@ -87,7 +87,8 @@ def test_cli_alias_and_environment_variable(tmp_path: Path) -> None:
         with RawConnection(uds=uds) as conn:
             conn.send(FORWARDED_REQUEST)
             assert json.loads(conn.read_response().body)["client"] == ["203.0.113.7", 0]
-    with KetchProcess(["support.apps:scope_json", "--uds", uds], env={"FORWARDED_ALLOW_IPS": uds}) as ketch:
+    args = ["support.apps:scope_json", "--uds", uds]
+    with KetchProcess(args, env={"FORWARDED_ALLOW_IPS": uds}) as ketch:
         ketch.wait_started()
         with RawConnection(uds=uds) as conn:
             conn.send(FORWARDED_REQUEST)

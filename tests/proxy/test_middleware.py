@@ -111,7 +111,8 @@ def test_ipv6_peers_and_hops() -> None:
 
 
 def test_hops_with_ports_are_understood() -> None:
-    seen = run([("X-Forwarded-For", "[2001:db8::7]:4711, 10.0.0.1:80")], trusted="127.0.0.1,10.0.0.1")
+    hops = "[2001:db8::7]:4711, 10.0.0.1:80"
+    seen = run([("X-Forwarded-For", hops)], trusted="127.0.0.1,10.0.0.1")
     assert seen["client"] == ("2001:db8::7", 4711)
 
 
@@ -321,7 +322,9 @@ def test_standalone_environment_has_no_other_ketch_package() -> None:
 ipv4 = st.ip_addresses(v=4).map(str)
 trusted_net = ipaddress.ip_network("10.0.0.0/8")
 trusted_ip = st.integers(0, 2**24 - 1).map(lambda n: str(trusted_net[n]))
-untrusted_ip = ipv4.filter(lambda ip: ipaddress.ip_address(ip) not in trusted_net and ip != "127.0.0.1")
+untrusted_ip = ipv4.filter(
+    lambda ip: ipaddress.ip_address(ip) not in trusted_net and ip != "127.0.0.1"
+)
 junk = st.text(alphabet=st.characters(codec="latin-1"), max_size=30)
 
 
