@@ -105,6 +105,7 @@ class KetchProcess:
         cwd: str | Path | None = None,
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join(
@@ -120,6 +121,7 @@ class KetchProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -204,14 +206,18 @@ class KetchProcess:
 
 
 def run_ketch(
-    args: list[str], timeout: float = 30.0, **kwargs: Any
+    args: list[str],
+    timeout: float = 30.0,
+    command: list[str] | None = None,
+    **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m ketch ARGS` to completion (for --help, --version, errors)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("KETCH_APP", None)
     env.update(kwargs.pop("env", {}))
     return subprocess.run(
-        [sys.executable, "-m", "ketch", *args],
+        [*(command or [sys.executable, "-m", "ketch"]), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -113,6 +113,7 @@ async def slow(scope: Scope, receive: Any, send: Any) -> None:
         return
     query = scope["query_string"].decode()
     seconds = float(query.split("=", 1)[1]) if "=" in query else 1.0
+    print(f"slow request started ({seconds}s)", flush=True)  # tests wait for this line
     await asyncio.sleep(seconds)
     await _respond(send, 200, f"slept {seconds}".encode())
 

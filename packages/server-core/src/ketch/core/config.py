@@ -333,7 +333,7 @@ class Config:
         ),
     )
     app_dir: str | None = _opt(
-        None,
+        "",
         Option(
             "Look for APP in the specified directory, by adding this to the PYTHONPATH. "
             "Defaults to the current working directory.",
