@@ -19,7 +19,7 @@ import click
 from ketch.core import __version__, run
 from ketch.core.config import cli_flag, options
 from ketch.core.errors import KetchError
-from ketch.core.plugins import names
+from ketch.core.plugins import choices
 
 ENV_PREFIX = "KETCH_"
 
@@ -69,8 +69,7 @@ def build_params() -> list[click.Parameter]:
             params.append(click.Option(decls, is_flag=True, default=default, **common))
             continue
         if option.registry:
-            choices = ["auto", *names(option.registry), *option.extra_choices]
-            kind: Any = click.Choice(choices)
+            kind: Any = click.Choice(["auto", *choices(option.registry), *option.extra_choices])
         elif option.choices:
             kind = click.Choice(list(option.choices))
         else:

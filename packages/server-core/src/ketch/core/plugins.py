@@ -129,6 +129,13 @@ def names(group: str) -> list[str]:
     return sorted(_entry_points(group))
 
 
+def choices(group: str) -> list[str]:
+    """What a user may ask for: the installed plugins and ketch's own ones, so that
+    asking for one that is not installed gets an error naming what to install."""
+    known = {name for known_group, name in KNOWN_PLUGINS if known_group == group}
+    return sorted(set(names(group)) | known)
+
+
 def _distribution(entry_point: EntryPoint) -> str:
     dist = getattr(entry_point, "dist", None)
     return dist.metadata["Name"] if dist is not None else "?"
