@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -40,8 +39,16 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheels")
     for folder in PACKAGES:
         subprocess.run(
-            [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
-             str(REPO_DIR / "packages" / folder)],
+            [
+                sys.executable,
+                "-m",
+                "build",
+                "--wheel",
+                "--no-isolation",
+                "--outdir",
+                str(out),
+                str(REPO_DIR / "packages" / folder),
+            ],
             check=True,
             capture_output=True,
             timeout=120,
@@ -73,7 +80,9 @@ class Venv:
         )
 
     def distributions(self) -> set[str]:
-        script = "import importlib.metadata as m; print('\\n'.join(d.metadata['Name'] for d in m.distributions()))"
+        script = (
+            "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'])"
+        )
         result = subprocess.run(
             [str(self.bin / "python"), "-c", script], capture_output=True, text=True, check=True
         )
@@ -87,8 +96,8 @@ class Venv:
 
 
 @pytest.fixture
-def venv(tmp_path: Path) -> Iterator[Venv]:
-    yield Venv(tmp_path / "venv")
+def venv(tmp_path: Path) -> Venv:
+    return Venv(tmp_path / "venv")
 
 
 def test_wheels_are_namespace_portions_with_type_information(wheels: Path) -> None:
@@ -119,8 +128,19 @@ def test_ketch_proxy_alone_installs_nothing_else(wheels: Path, venv: Venv) -> No
 def test_pip_install_ketch_gives_the_command(wheels: Path, venv: Venv) -> None:
     venv.install("ketch", find_links=wheels)
     installed = venv.distributions()
-    for name in ("ketch-core", "ketch-http", "ketch-ws", "ketch-proxy", "ketch-supervisor",
-                 "ketch-cli", "httptools", "uvloop", "websockets", "wsproto", "watchfiles"):
+    for name in (
+        "ketch-core",
+        "ketch-http",
+        "ketch-ws",
+        "ketch-proxy",
+        "ketch-supervisor",
+        "ketch-cli",
+        "httptools",
+        "uvloop",
+        "websockets",
+        "wsproto",
+        "watchfiles",
+    ):
         assert name in installed, name
     version = subprocess.run(
         [str(venv.bin / "ketch"), "--version"], capture_output=True, text=True, env=venv.env()
@@ -139,8 +159,13 @@ def test_partial_install_names_what_is_missing(wheels: Path, venv: Venv) -> None
     ketch = [str(venv.bin / "ketch")]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*ketch, "support.apps:hello", *args], capture_output=True,
-                              text=True, env=venv.env(), timeout=30)
+        return subprocess.run(
+            [*ketch, "support.apps:hello", *args],
+            capture_output=True,
+            text=True,
+            env=venv.env(),
+            timeout=30,
+        )
 
     workers = run("--workers", "2")
     assert workers.returncode != 0
@@ -151,5 +176,6 @@ def test_partial_install_names_what_is_missing(wheels: Path, venv: Venv) -> None
     ws = run("--ws", "websockets")
     assert ws.returncode != 0
     assert "ketch-ws[websockets]" in ws.stderr
-    with KetchProcess(["support.apps:hello", "--port", "0"], command=ketch, env=venv.env()) as server:
+    args = ["support.apps:hello", "--port", "0"]
+    with KetchProcess(args, command=ketch, env=venv.env()) as server:
         assert httpx.get(f"http://127.0.0.1:{server.port()}/").text == "Hello, world!"
