@@ -370,3 +370,79 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# --- processes and load ------------------------------------------------------------------
+def worker_pids(parent: int) -> set[int]:
+    """The worker processes of a ketch parent (multiprocessing spawn children)."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{parent}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                pids.add(int(child))
+    return pids
+
+
+class Hammer:
+    """Threads sending requests as fast as they can, on keep-alive connections
+    and on new connections, counting every failure (exception or non-200)."""
+
+    def __init__(self, url: str, threads: int = 4, timeout: float = 10.0) -> None:
+        import httpx
+
+        self.url = url
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(index % 2 == 0,), daemon=True)
+            for index in range(threads)
+        ]
+        self._httpx = httpx
+        self._timeout = timeout
+
+    def _run(self, keep_alive: bool) -> None:
+        httpx = self._httpx
+        client = httpx.Client(timeout=self._timeout) if keep_alive else None
+        try:
+            while not self._stop.is_set():
+                try:
+                    if client is not None:
+                        response = client.get(self.url)
+                    else:
+                        response = httpx.get(self.url, timeout=self._timeout)
+                    if response.status_code == 200:
+                        with self._lock:
+                            self.ok += 1
+                    else:
+                        with self._lock:
+                            self.failures.append(f"status {response.status_code}")
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        self.failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            if client is not None:
+                client.close()
+
+    def wait_for_requests(self, count: int, timeout: float = 20.0) -> None:
+        start = self.ok
+        wait_for(lambda: self.ok - start >= count, timeout=timeout)
+
+    def __enter__(self) -> Hammer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self._timeout + 5)

@@ -79,6 +79,7 @@ class Server:
         self.started = False
         self.should_exit = False
         self.force_exit = False
+        self.restarting = False
         self.exit_code = 0
         self.context: ServerContext | None = None
         self.listeners: list[Listener] = []
@@ -88,13 +89,24 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._next_notify = 0.0
+        # called once the server listens and serves (supervisors report readiness)
+        self.on_started: Callable[[], None] | None = None
 
     # --- running ---------------------------------------------------------------------
-    def run(self, sockets: list[socket.socket] | None = None) -> None:
-        """Serve until stopped, on a new event loop of the configured kind."""
+    def run(
+        self,
+        sockets: list[socket.socket] | None = None,
+        prepare: Callable[[asyncio.AbstractEventLoop], None] | None = None,
+    ) -> None:
+        """Serve until stopped, on a new event loop of the configured kind.
+
+        `prepare(loop)` runs first, on that loop: supervisors use it to answer
+        health checks from the loop that serves requests."""
         loop = new_event_loop(self.config)
         try:
             asyncio.set_event_loop(loop)
+            if prepare is not None:
+                prepare(loop)
             loop.run_until_complete(self.serve(sockets))
         finally:
             try:
@@ -124,6 +136,7 @@ class Server:
         app, _ = load_app(config)
 
         context = self.context = ServerContext(config, app, loop)
+        context.restarting = self.restarting
         if config.limit_max_requests is not None:
             jitter = random.randint(0, config.limit_max_requests_jitter)
             context.max_requests = config.limit_max_requests + jitter
@@ -164,6 +177,8 @@ class Server:
                 describe(listener.sock, ssl_context is not None),
             )
         self.started = True
+        if self.on_started is not None:
+            self.on_started()
         self._next_notify = loop.time() + config.timeout_notify
         self._tick()
         try:
@@ -178,6 +193,14 @@ class Server:
             self.context.max_requests,
         )
         self.context.restarting = True
+        self.request_exit()
+
+    def request_restart(self) -> None:
+        """Stop gracefully because a replacement takes over (WebSockets then close
+        with 1012, service restart); safe from any thread."""
+        self.restarting = True
+        if self.context is not None:
+            self.context.restarting = True
         self.request_exit()
 
     def request_exit(self) -> None:

@@ -55,6 +55,10 @@ READ_HIGH_WATER = 64 * 1024
 # at most this much (and for at most LINGER_SECONDS) to keep the connection.
 DRAIN_LIMIT = 1024 * 1024
 LINGER_SECONDS = 2.0
+# When the server stops, an idle keep-alive connection stays open this long, so
+# that a request already on its way is answered (with Connection: close)
+# instead of meeting a closed socket.
+SHUTDOWN_GRACE = 0.5
 
 STATUS_LINES: dict[int, bytes] = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
@@ -136,9 +140,10 @@ class HTTPProtocol(asyncio.Protocol):
         self.scheme = "https" if is_ssl(transport) else "http"
         context = self.context
         context.connections.add(self)
-        self.deadline = context.now + self._keep_alive_timeout
-        if context.shutting_down:
-            self._close()
+        if context.shutting_down:  # accepted just before the server stopped listening
+            self.deadline = context.now + SHUTDOWN_GRACE
+        else:
+            self.deadline = context.now + self._keep_alive_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._state = CLOSED
@@ -175,12 +180,14 @@ class HTTPProtocol(asyncio.Protocol):
             self._close()
 
     def shutdown(self) -> None:
-        if self._cycle is None:
-            self._close()
-        else:
-            self._cycle.keep_alive = False
-            for cycle in self._pipeline:
-                cycle.keep_alive = False
+        cycle = self._cycle
+        if cycle is not None:
+            cycle.keep_alive = False  # finish this response, then close
+            for queued in self._pipeline:
+                queued.keep_alive = False
+        elif self._state == IDLE:
+            self.deadline = min(self.deadline, self.context.now + SHUTDOWN_GRACE)
+        # a request head still arriving is answered with Connection: close
 
     def abort(self) -> None:
         if self._state != CLOSED:

@@ -1,0 +1,53 @@
+"""What runs in each worker process: a ketch Server on the sockets the parent
+bound, answering the parent's health checks from the server's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import signal
+import socket
+import sys
+from multiprocessing.connection import Connection
+
+from ketch.core import Config, Server
+
+# Health protocol on the pipe: the parent writes PING, the child answers READY
+# once its server listens (STARTING before that).
+PING, READY, STARTING = b"?", b"1", b"0"
+# The signal the parent sends to get a stuck worker's stacks in the log.
+DUMP_STACKS = signal.SIGUSR1
+
+
+def worker_main(config: Config, sockets: list[socket.socket], health: Connection) -> None:
+    """The target of every worker process (spawned, so it imports the app itself)."""
+    # a worker stuck in Python code can still print where it is
+    faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True, chain=False)
+    server = Server(config)
+    # tell the parent as soon as we serve, without waiting for its next ping
+    server.on_started = lambda: _send(health, READY)
+
+    def prepare(loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(health.fileno(), _answer, health, server)
+        # SIGHUP from the parent: drain, a replacement is taking over
+        loop.add_signal_handler(signal.SIGHUP, server.request_restart)
+
+    server.run(sockets, prepare=prepare)
+    sys.exit(server.exit_code)
+
+
+def _send(health: Connection, message: bytes) -> None:
+    try:
+        health.send_bytes(message)
+    except OSError:
+        pass
+
+
+def _answer(health: Connection, server: Server) -> None:
+    try:
+        while health.poll():
+            health.recv_bytes()
+            health.send_bytes(READY if server.started else STARTING)
+    except (EOFError, OSError):
+        # the parent is gone: nobody supervises us any more, so stop
+        server.request_exit()

@@ -1,0 +1,335 @@
+"""`--workers N`: one parent that binds the sockets and keeps N healthy workers.
+
+Signals (to the parent):
+
+- SIGINT/SIGTERM: every worker drains gracefully; the parent exits 0. A second
+  SIGINT forces the workers out.
+- SIGHUP: rolling restart. One worker at a time, a replacement is started and
+  waits until it serves before the old worker is told to drain.
+- SIGTTIN / SIGTTOU: one worker more / fewer (never fewer than one).
+
+Every second the parent pings each worker over a pipe that the worker answers
+from its event loop. A worker that does not answer within
+`--timeout-worker-healthcheck` has its Python stacks dumped to the log and is
+killed and replaced. A worker that exits is replaced (with growing delays if it
+keeps crashing), except one that failed its startup (exit status 3): then the
+whole server stops, as a restart would fail the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from ketch.core import Config
+from ketch.core.errors import STARTUP_FAILURE
+from ketch.core.sockets import Listener, bind, describe
+from ketch.supervisor.child import DUMP_STACKS, PING, READY, worker_main
+
+logger = logging.getLogger("ketch.error")
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+CHECK_INTERVAL = 0.25  # how often the parent looks at its workers
+PING_INTERVAL = 1.0
+READY_TIMEOUT = 60.0  # how long a new worker may take to start serving
+STOP_MARGIN = 5.0  # beyond --timeout-graceful-shutdown before workers are killed
+CRASH_WINDOW = 10.0  # a worker that dies sooner than this after starting "crashed"
+MAX_BACKOFF = 30.0
+
+
+class Worker:
+    """One worker process and the parent's end of its health pipe."""
+
+    def __init__(self, config: Config, sockets: list[object]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.health, child_end = context.Pipe()
+        self.process: BaseProcess = context.Process(
+            target=worker_main, args=(config, sockets, child_end), name="ketch-worker"
+        )
+        self.process.start()
+        child_end.close()
+        self.started_at = time.monotonic()
+        self.ready = False
+        self.stopping = False
+        self.ping_sent: float | None = None
+        self.last_answer = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def check(self, now: float) -> bool:
+        """Read answers and send the next ping; False when the worker failed to
+        answer in time."""
+        try:
+            while self.health.poll():
+                answer = self.health.recv_bytes()
+                self.ping_sent = None
+                self.last_answer = now
+                if answer == READY:
+                    self.ready = True
+        except (EOFError, OSError):
+            return self.alive()  # it is exiting: its exit is handled as such
+        if self.ping_sent is None and now - self.last_answer >= PING_INTERVAL:
+            try:
+                self.health.send_bytes(PING)
+            except OSError:
+                return self.alive()
+            self.ping_sent = now
+        return True
+
+    def overdue(self, now: float, timeout: float) -> bool:
+        return self.ping_sent is not None and now - self.ping_sent > timeout
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def drain(self, restart: bool = False) -> None:
+        """Tell the worker to finish what it serves and exit."""
+        self.stopping = True
+        self.signal(signal.SIGHUP if restart else signal.SIGTERM)
+
+    def close(self) -> None:
+        self.health.close()
+
+
+class Supervisor:
+    """Keeps `config.workers` workers serving the sockets it bound once."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.target = config.workers or 1
+        self.workers: list[Worker] = []
+        self.retiring: list[Worker] = []  # drained, waiting to be reaped
+        self.listeners: list[Listener] = []
+        self.signals: deque[int] = deque()
+        self.wakeup = threading.Event()
+        self.crashes = 0
+        self.next_spawn = 0.0
+        self.exit_code = 0
+        self.sockets: list[object] = []
+        # False under --reload: a worker that fails to start waits for the next change
+        self.stop_on_startup_failure = True
+        self.paused = False  # no new workers until reload() (after a failed start)
+        # called once per loop turn: the reload supervisor asks for restarts here
+        self.poll_hooks: list[Callable[[], None]] = []
+
+    # --- the parent's loop --------------------------------------------------------------
+    def run(self) -> int:
+        self.listeners = bind(self.config)
+        sockets = self.sockets = [listener.sock for listener in self.listeners]
+        for listener in self.listeners:
+            os.set_inheritable(listener.sock.fileno(), True)
+            logger.info(
+                "ketch running on %s (Press CTRL+C to quit)",
+                describe(listener.sock, self.config.is_ssl),
+            )
+        logger.info("Started parent process [%d]", os.getpid())
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED}
+        try:
+            for _ in range(self.target):
+                self._spawn(sockets)
+            self._loop(sockets)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for listener in self.listeners:
+                listener.close()
+        logger.info("Stopping parent process [%d]", os.getpid())
+        return self.exit_code
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        self.signals.append(sig)
+        self.wakeup.set()
+
+    def _loop(self, sockets: list[object]) -> None:
+        while True:
+            self.wakeup.wait(CHECK_INTERVAL)
+            self.wakeup.clear()
+            while self.signals:
+                sig = self.signals.popleft()
+                if sig in (signal.SIGINT, signal.SIGTERM):
+                    self._stop_all()
+                    return
+                if sig == signal.SIGHUP:
+                    logger.info("Received SIGHUP: restarting workers one by one")
+                    self.restart_all(sockets)
+                elif sig == signal.SIGTTIN:
+                    self.target += 1
+                    logger.info("Received SIGTTIN: %d workers", self.target)
+                elif sig == signal.SIGTTOU:
+                    if self.target > 1:
+                        self.target -= 1
+                        logger.info("Received SIGTTOU: %d workers", self.target)
+                        self._retire(self.workers[-1])
+                    else:
+                        logger.info("Received SIGTTOU: keeping the last worker")
+            for hook in self.poll_hooks:
+                hook()
+            if self.signals:
+                continue
+            if not self._supervise(sockets):
+                return
+
+    def _supervise(self, sockets: list[object]) -> bool:
+        """Reap, health-check and replace workers; False when the server must stop."""
+        now = time.monotonic()
+        for worker in list(self.retiring):
+            if not worker.alive():
+                self.retiring.remove(worker)
+                worker.close()
+        for worker in list(self.workers):
+            if not worker.alive():
+                worker.check(now)  # it may have said it was ready before it died
+                self.workers.remove(worker)
+                worker.close()
+                code = worker.process.exitcode
+                if (code == STARTUP_FAILURE or (code and not worker.ready)) and (
+                    not self.stop_on_startup_failure
+                ):
+                    logger.error(
+                        "Worker [%d] failed to start (exit status %s): waiting for a change",
+                        worker.pid,
+                        code,
+                    )
+                    self.paused = True
+                    continue
+                if code == STARTUP_FAILURE or (code and not worker.ready):
+                    logger.error(
+                        "Worker [%d] failed to start (exit status %s): stopping. "
+                        "Fix the error above and start ketch again.",
+                        worker.pid,
+                        code,
+                    )
+                    self.exit_code = STARTUP_FAILURE
+                    self._stop_all()
+                    return False
+                if code == 0:
+                    logger.info("Worker [%d] exited; starting a new one", worker.pid)
+                else:
+                    logger.warning(
+                        "Worker [%d] died (exit status %s); restarting", worker.pid, code
+                    )
+                    if now - worker.started_at < CRASH_WINDOW:
+                        self.crashes += 1
+                        delay = min(MAX_BACKOFF, 0.5 * 2 ** (self.crashes - 1))
+                        self.next_spawn = now + delay
+                        logger.warning("Worker crashed soon after starting; waiting %.1fs", delay)
+                    else:
+                        self.crashes = 0
+                continue
+            # a worker still starting (importing the app) gets READY_TIMEOUT
+            timeout = self.config.timeout_worker_healthcheck if worker.ready else READY_TIMEOUT
+            if not worker.check(now) or worker.overdue(now, timeout):
+                self._replace_unhealthy(worker)
+        while (
+            not self.paused
+            and len(self.workers) < self.target
+            and time.monotonic() >= self.next_spawn
+        ):
+            self._spawn(sockets)
+        return True
+
+    # --- workers ------------------------------------------------------------------------
+    def _spawn(self, sockets: list[object]) -> Worker:
+        worker = Worker(self.config, sockets)
+        self.workers.append(worker)
+        logger.info("Started worker process [%d]", worker.pid)
+        return worker
+
+    def _retire(self, worker: Worker, restart: bool = False) -> None:
+        if worker in self.workers:
+            self.workers.remove(worker)
+        worker.drain(restart)
+        self.retiring.append(worker)
+
+    def _replace_unhealthy(self, worker: Worker) -> None:
+        logger.error(
+            "Worker [%d] did not answer its health check within %ds; its stacks follow, "
+            "then it is killed and replaced",
+            worker.pid,
+            self.config.timeout_worker_healthcheck,
+        )
+        worker.signal(DUMP_STACKS)
+        worker.process.join(0.5)  # time for faulthandler to write (if it is not frozen)
+        worker.process.kill()
+        worker.process.join(5)
+        self.workers.remove(worker)
+        worker.close()
+
+    def reload(self) -> None:
+        """New code: restart the pool, or start it if the last start failed."""
+        if self.paused or not self.workers:
+            self.paused = False
+            self.next_spawn = 0.0
+            self.crashes = 0
+            return
+        self.restart_all(self.sockets)
+
+    def restart_all(self, sockets: list[object]) -> None:
+        """Replace every worker, one at a time, each replacement serving before the
+        old one drains. If a replacement does not start, the old workers stay."""
+        for old in list(self.workers):
+            new = self._spawn(sockets)
+            if not self._wait_ready(new):
+                logger.error(
+                    "Worker [%d] did not start serving; keeping the running workers", new.pid
+                )
+                self.workers.remove(new)
+                new.process.kill()
+                new.process.join(5)
+                new.close()
+                return
+            self._retire(old, restart=True)
+
+    def _wait_ready(self, worker: Worker) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                return False
+            worker.check(time.monotonic())
+            if worker.ready:
+                return True
+            if self.signals and self.signals[0] in (signal.SIGINT, signal.SIGTERM):
+                return False
+            worker.health.poll(0.05)
+        return False
+
+    def _stop_all(self) -> None:
+        """Drain every worker, waiting at most --timeout-graceful-shutdown plus a
+        margin; a SIGINT meanwhile (a second Ctrl+C) forces them out."""
+        everyone = self.workers + self.retiring
+        logger.info("Stopping %d worker(s)", len(everyone))
+        for worker in everyone:
+            worker.drain()
+        timeout = self.config.timeout_graceful_shutdown
+        deadline = None if timeout is None else time.monotonic() + timeout + STOP_MARGIN
+        for worker in everyone:
+            while worker.alive():
+                if deadline is not None and time.monotonic() > deadline:
+                    logger.error("Worker [%d] is still running: killing it", worker.pid)
+                    worker.process.kill()
+                if signal.SIGINT in self.signals:
+                    for other in everyone:
+                        other.signal(signal.SIGINT)
+                self.signals.clear()
+                worker.process.join(0.1)
+            logger.info("Worker [%d] stopped", worker.pid)
+            worker.close()
+        self.workers.clear()
+        self.retiring.clear()

@@ -1,0 +1,137 @@
+"""gunicorn with ketch's worker classes: serving, HUP, graceful stop, TLS."""
+
+from __future__ import annotations
+
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+from support import KetchProcess, RawConnection, free_port, wait_for
+
+GUNICORN = [str(Path(sys.executable).with_name("gunicorn"))]
+
+
+def _gunicorn_workers(parent: int) -> set[int]:
+    # gunicorn forks its workers: every child of the arbiter is one
+    pids: set[int] = set()
+    for task in Path(f"/proc/{parent}/task").glob("*"):
+        try:
+            pids.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return pids
+
+
+def _gunicorn(
+    worker: str, *args: str, app: str = "support.apps:scope_json"
+) -> tuple[KetchProcess, int]:
+    port = free_port()
+    process = KetchProcess(
+        [
+            app,
+            "-k",
+            worker,
+            "-b",
+            f"127.0.0.1:{port}",
+            "--no-control-socket",
+            "--graceful-timeout",
+            "10",
+            *args,
+        ],
+        command=GUNICORN,
+    )
+    return process, port
+
+
+@pytest.mark.parametrize(
+    "worker",
+    ["ketch.supervisor.gunicorn.KetchWorker", "ketch.supervisor.gunicorn.KetchH11Worker"],
+)
+def test_four_workers_serve(worker: str) -> None:
+    process, port = _gunicorn(worker, "-w", "4")
+    with process:
+        wait_for(lambda: len(_gunicorn_workers(process.proc.pid)) == 4, timeout=30)
+        process.wait_for_output(r"(?s)(ketch running on.*){4}", timeout=30)
+        response = httpx.get(f"http://127.0.0.1:{port}/")
+        assert response.status_code == 200
+        assert response.headers["server"] == "ketch"
+        pids = set()
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: pids.add(httpx.get(url).json()["pid"]) or len(pids) >= 2)
+
+
+def test_hup_replaces_workers_and_term_drains() -> None:
+    process, port = _gunicorn(
+        "ketch.supervisor.gunicorn.KetchWorker", "-w", "2", app="support.apps:slow"
+    )
+    with process:
+        wait_for(lambda: len(_gunicorn_workers(process.proc.pid)) == 2, timeout=30)
+        process.wait_for_output(r"(?s)(ketch running on.*){2}", timeout=30)
+        before = _gunicorn_workers(process.proc.pid)
+        process.signal(signal.SIGHUP)
+        wait_for(lambda: not (_gunicorn_workers(process.proc.pid) & before), timeout=30)
+        wait_for(lambda: len(_gunicorn_workers(process.proc.pid)) == 2, timeout=30)
+        process.wait_for_output(r"(?s)(ketch running on.*){4}", timeout=30)
+        with RawConnection(port, timeout=20) as conn:
+            conn.send(b"GET /?seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            process.wait_for_output("slow request started")
+            process.signal(signal.SIGTERM)
+            assert conn.read_response().body == b"slept 1.0"
+        assert process.wait(20) == 0
+
+
+def test_config_kwargs_subclass() -> None:
+    process, port = _gunicorn("support.gunicorn_workers.MountedH11Worker", "-w", "1")
+    with process:
+        process.wait_for_output("ketch running on", timeout=30)
+        data = httpx.get(f"http://127.0.0.1:{port}/x").json()
+    assert data["root_path"] == "/mounted"
+    assert data["path"] == "/mounted/x"
+
+
+def test_gunicorn_settings_reach_ketch() -> None:
+    process, port = _gunicorn(
+        "ketch.supervisor.gunicorn.KetchWorker",
+        "-w",
+        "1",
+        "--limit-request-fields",
+        "3",
+        "--keep-alive",
+        "1",
+    )
+    with process:
+        process.wait_for_output("ketch running on", timeout=30)
+        with RawConnection(port) as conn:
+            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")
+            assert conn.read_response().status == 431
+        with RawConnection(port) as conn:
+            conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.read_response().status == 200
+            assert conn.is_closed(timeout=5)  # keep-alive of 1 second
+
+
+def test_tls(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    process, port = _gunicorn(
+        "ketch.supervisor.gunicorn.KetchWorker",
+        "-w",
+        "2",
+        "--certfile",
+        str(cert_file),
+        "--keyfile",
+        str(key_file),
+    )
+    with process:
+        process.wait_for_output(r"(?s)(ketch running on https.*){2}", timeout=30)
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        data = httpx.get(f"https://127.0.0.1:{port}/", verify=context).json()
+    assert data["scheme"] == "https"

@@ -1,0 +1,176 @@
+"""`--workers N` through real processes and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+from support import Hammer, KetchProcess, RawConnection, free_port, wait_for, worker_pids
+
+
+def _start(*args: str, workers: int = 2) -> tuple[KetchProcess, int]:
+    port = free_port()
+    ketch = KetchProcess(
+        ["support.apps:scope_json", "--port", str(port), "--workers", str(workers), *args]
+    )
+    wait_for(lambda: len(worker_pids(ketch.proc.pid)) == workers, timeout=20)
+    # the parent's line, then one per worker once it serves
+    ketch.wait_for_output(r"(?s)" + r"ketch running on.*" * (workers + 1), timeout=20)
+    return ketch, port
+
+
+def _pid_answering(port: int) -> int:
+    pid: int = httpx.get(f"http://127.0.0.1:{port}/").json()["pid"]
+    return pid
+
+
+def test_workers_share_the_port() -> None:
+    ketch, port = _start(workers=2)
+    with ketch:
+        pids = worker_pids(ketch.proc.pid)
+        assert len(pids) == 2
+        seen = set()
+        wait_for(lambda: seen.add(_pid_answering(port)) or seen == pids, timeout=20)
+        assert "Started parent process" in ketch.output
+
+
+def test_a_killed_worker_is_replaced() -> None:
+    ketch, port = _start(workers=2)
+    with ketch:
+        before = worker_pids(ketch.proc.pid)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(worker_pids(ketch.proc.pid) - before) == 1, timeout=20)
+        after = worker_pids(ketch.proc.pid)
+        assert victim not in after
+        assert len(after) == 2
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/").status_code == 200)
+
+
+def test_startup_failure_stops_everything() -> None:
+    port = free_port()
+    args = ["support.apps:startup_fails", "--port", str(port), "--workers", "2", "--lifespan", "on"]
+    with KetchProcess(args) as ketch:
+        assert ketch.wait(30) == 3
+    assert "failed to start (exit status 3): stopping" in ketch.output
+    assert ketch.output.count("Started worker process") == 2  # no restart loop
+
+
+def test_blocked_event_loop_is_dumped_and_replaced() -> None:
+    port = free_port()
+    args = [
+        "support.apps:blocking",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--timeout-worker-healthcheck",
+        "1",
+    ]
+    with KetchProcess(args) as ketch:
+        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        ketch.wait_for_output(r"(?s)(ketch running on.*){3}", timeout=20)
+        with RawConnection(port, timeout=30) as conn:
+            conn.send(b"GET /?seconds=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+            found = ketch.wait_for_output(
+                r"Worker \[(\d+)\] did not answer its health check "
+                r"within 1s",
+                timeout=20,
+            )
+            stuck = int(found.group(1))
+            ketch.wait_for_output(r"in run|time\.sleep", timeout=10)  # its stack, dumped
+            assert conn.is_closed(timeout=10)
+        wait_for(lambda: stuck not in worker_pids(ketch.proc.pid), timeout=20)
+        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        assert 'File "' in ketch.output  # faulthandler's frames
+        assert "apps.py" in ketch.output
+
+
+def test_frozen_worker_is_killed_and_replaced() -> None:
+    ketch, _ = _start("--timeout-worker-healthcheck", "1", workers=2)
+    with ketch:
+        before = worker_pids(ketch.proc.pid)
+        frozen = min(before)
+        os.kill(frozen, signal.SIGSTOP)
+        ketch.wait_for_output(rf"Worker \[{frozen}\] did not answer its health check", timeout=20)
+        wait_for(lambda: frozen not in worker_pids(ketch.proc.pid), timeout=20)
+        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+
+
+def test_ttin_adds_and_ttou_removes_workers() -> None:
+    ketch, port = _start(workers=2)
+    with ketch:
+        parent = ketch.proc.pid
+        ketch.signal(signal.SIGTTIN)
+        wait_for(lambda: len(worker_pids(parent)) == 3, timeout=20)
+        ketch.signal(signal.SIGTTOU)
+        wait_for(lambda: len(worker_pids(parent)) == 2, timeout=20)
+        ketch.signal(signal.SIGTTOU)
+        wait_for(lambda: len(worker_pids(parent)) == 1, timeout=20)
+        ketch.signal(signal.SIGTTOU)  # never below one
+        ketch.wait_for_output("keeping the last worker")
+        assert len(worker_pids(parent)) == 1
+        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+
+
+def test_five_sighups_under_load_fail_no_request() -> None:
+    ketch, port = _start(workers=2)
+    with ketch, Hammer(f"http://127.0.0.1:{port}/", threads=4) as hammer:
+        parent = ketch.proc.pid
+        hammer.wait_for_requests(50)
+        for _ in range(5):
+            before = worker_pids(parent)
+            ketch.signal(signal.SIGHUP)
+            # every old worker is replaced, one at a time
+            wait_for(lambda b=before: not (worker_pids(parent) & b), timeout=60)
+            wait_for(lambda: len(worker_pids(parent)) == 2, timeout=30)
+            hammer.wait_for_requests(50)
+    assert hammer.failures == []
+    assert hammer.ok > 500
+
+
+def test_sigterm_drains_and_exits_0() -> None:
+    port = free_port()
+    args = [
+        "support.apps:slow",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
+    with KetchProcess(args) as ketch:
+        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        ketch.wait_for_output(r"(?s)startup complete.*startup complete", timeout=20)
+        with RawConnection(port, timeout=20) as conn:
+            conn.send(b"GET /?seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            ketch.wait_for_output("slow request started")
+            started = time.monotonic()
+            ketch.signal(signal.SIGTERM)
+            assert conn.read_response().body == b"slept 1.0"
+        assert ketch.wait(15) == 0
+        assert time.monotonic() - started < 5 + 5
+    assert "Stopping parent process" in ketch.output
+
+
+def test_max_requests_replaces_workers_without_failures() -> None:
+    ketch, port = _start("--limit-max-requests", "40", "--limit-max-requests-jitter", "10")
+    with ketch, Hammer(f"http://127.0.0.1:{port}/", threads=4) as hammer:
+        first = worker_pids(ketch.proc.pid)
+        hammer.wait_for_requests(300)
+        wait_for(lambda: not (worker_pids(ketch.proc.pid) & first), timeout=30)
+    assert "Maximum request limit" in ketch.output
+    assert hammer.failures == []
+
+
+@pytest.mark.parametrize("workers_env", ["3"])
+def test_web_concurrency(workers_env: str) -> None:
+    port = free_port()
+    with KetchProcess(
+        ["support.apps:hello", "--port", str(port)], env={"WEB_CONCURRENCY": workers_env}
+    ) as ketch:
+        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 3, timeout=20)
