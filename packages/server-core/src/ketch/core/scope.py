@@ -30,12 +30,12 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 
 def decode_path(raw_path: bytes) -> str:
     """The ASGI `path`: percent-decoded UTF-8."""
-    text = raw_path.decode("ascii", "surrogateescape")
-    return unquote(text) if "%" in text else text
+    if b"%" not in raw_path:
+        return raw_path.decode("ascii", "surrogateescape")
+    return unquote(raw_path.decode("ascii", "surrogateescape"))
 
 
 def http_scope(
-    *,
     method: str,
     http_version: str,
     raw_path: bytes,
@@ -65,7 +65,6 @@ def http_scope(
 
 
 def websocket_scope(
-    *,
     http_version: str,
     raw_path: bytes,
     query_string: bytes,

@@ -20,17 +20,12 @@ import logging
 import re
 import sys
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any, Final, cast
 
 from ketch.core import ServerContext
 from ketch.core._types import ASGI3Application, Headers, Message
-from ketch.core.scope import (
-    http_scope,
-    is_websocket_upgrade,
-    path_with_query,
-    split_target,
-    websocket_scope,
-)
+from ketch.core.scope import http_scope, path_with_query, split_target, websocket_scope
 from ketch.core.transport import WriteFlow, get_local_addr, get_remote_addr, is_ssl
 
 # --- connection states (what the deadline means) --------------------------------------
@@ -70,6 +65,11 @@ CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
+# a request target is visible ASCII (RFC 9112 3.2)
+_BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+_GOOD_NAMES: set[bytes] = set()  # response header names already checked
+_COMMON_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
 
 _TASK_EAGER = sys.version_info >= (3, 12)
 
@@ -92,10 +92,13 @@ class HTTPProtocol(asyncio.Protocol):
     __slots__ = (
         "_app",
         "_body_limit",
+        "_concurrency_limit",
         "_cycle",
+        "_fresh_context",
         "_header_timeout",
         "_incoming",
         "_keep_alive_timeout",
+        "_max_headers",
         "_paused_for_body",
         "_paused_for_pipeline",
         "_pipeline",
@@ -121,6 +124,9 @@ class HTTPProtocol(asyncio.Protocol):
         self._keep_alive_timeout = float(config.timeout_keep_alive)
         self._header_timeout = config.timeout_request_header
         self._body_limit = config.limit_request_body
+        self._max_headers = config.limit_request_headers
+        self._concurrency_limit = config.limit_concurrency
+        self._fresh_context = config.reset_contextvars
         self.flow = WriteFlow()
         self.deadline = 0.0
         self._state = IDLE
@@ -200,67 +206,59 @@ class HTTPProtocol(asyncio.Protocol):
         if self._state >= LINGER:
             return  # answered and closing: whatever else was pipelined is dropped
         context = self.context
-        config = context.config
-        if len(headers) > config.limit_request_headers:
+        if len(headers) > self._max_headers:
             self._send_error(431, "Too many request headers")
             return
-        if _HEADER_NAME.fullmatch(method) is None:
+        if method not in _COMMON_METHODS and _HEADER_NAME.fullmatch(method) is None:
             self._send_error(400, "Invalid request method")
             return
-        framing = _check_request(http_version, headers)
-        if framing is not None:
-            self._send_error(400, framing)
-            return
-        if not _is_visible_ascii(target):
+        if _BAD_TARGET.search(target) is not None:
             self._send_error(400, "Invalid request target")
             return
-        version = "1.1" if http_version == b"1.1" else "1.0"
-        keep_alive = _wants_keep_alive(version, headers) and not context.shutting_down
+        problem, content_length, connection, expect, upgrade = _inspect(http_version, headers)
+        if problem is not None:
+            self._send_error(400, problem)
+            return
+        if http_version == b"1.1":
+            version = "1.1"
+            keep_alive = b"close" not in connection
+        else:
+            version = "1.0"
+            keep_alive = b"keep-alive" in connection and b"close" not in connection
+        if context.shutting_down:
+            keep_alive = False
         raw_path, query = split_target(target)
         upgrade = (
-            context.ws_upgrade is not None and method == b"GET" and is_websocket_upgrade(headers)
+            upgrade
+            and method == b"GET"
+            and b"upgrade" in connection
+            and context.ws_upgrade is not None
         )
         scope: Any
         if upgrade:
             scope = websocket_scope(
-                http_version=version,
-                raw_path=raw_path,
-                query_string=query,
-                headers=headers,
-                scheme=self.scheme,
-                server=self.server,
-                client=self.client,
-                root_path=self._root_path,
-                state=context.lifespan_state,
-            )
+                version, raw_path, query, headers, self.scheme, self.server, self.client,
+                self._root_path, context.lifespan_state,
+            )  # fmt: skip
         else:
             scope = http_scope(
-                method=method.decode("ascii"),
-                http_version=version,
-                raw_path=raw_path,
-                query_string=query,
-                headers=headers,
-                scheme=self.scheme,
-                server=self.server,
-                client=self.client,
-                root_path=self._root_path,
-                state=context.lifespan_state,
-            )
+                method.decode("ascii"), version, raw_path, query, headers, self.scheme,
+                self.server, self.client, self._root_path, context.lifespan_state,
+            )  # fmt: skip
         cycle = RequestCycle(self, scope, keep_alive)
-        cycle.upgrade_target = target if upgrade else None
         self._incoming = cycle
         self._state = BUSY
         self.deadline = 0.0
         if upgrade:
+            cycle.upgrade_target = target
             return  # handed over once the head is complete (_on_message_complete)
 
-        content_length = _content_length(headers)
         limit = self._body_limit
         if limit is not None and content_length is not None and content_length > limit:
             self._send_error(413, "Request body too large")
             return
         cycle.content_length = content_length
-        cycle.expect_continue = version == "1.1" and _expects_continue(headers)
+        cycle.expect_continue = expect and version == "1.1"
         if self._cycle is None:
             self._start(cycle)
         else:
@@ -327,27 +325,18 @@ class HTTPProtocol(asyncio.Protocol):
         self._cycle = cycle
         context = self.context
         context.count_request()
-        if context.over_concurrency_limit():
+        limit = self._concurrency_limit
+        if limit is not None and (len(context.connections) > limit or len(context.tasks) >= limit):
             cycle.respond_error(503, "Service Unavailable")
             return
         coro = cycle.run_asgi(self._app)
-        if context.config.reset_contextvars:
-            run_context: contextvars.Context | None = contextvars.Context()
+        if self._fresh_context:  # --reset-contextvars
+            task = _start_task(self.loop, coro, contextvars.Context())
         else:
-            run_context = None
-        if _TASK_EAGER:
-            # Python 3.12+: the app's first step runs now; a request that
-            # completes without suspending never touches the scheduler.
-            task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
-                coro, loop=self.loop, context=run_context, eager_start=True
-            )
-        elif run_context is not None:
-            task = self.loop.create_task(coro, context=run_context)  # type: ignore[call-arg]
-        else:
-            task = self.loop.create_task(coro)
+            task = _start_task(self.loop, coro, None)
         if not task.done():
+            cycle.task = task
             context.tasks.add(task)
-            task.add_done_callback(context.tasks.discard)
 
     def _after_response(self, cycle: RequestCycle) -> None:
         """The response is complete: keep the connection for the next request or close."""
@@ -457,7 +446,6 @@ class RequestCycle:
     __slots__ = (
         "_headers",
         "body",
-        "chunked",
         "conn",
         "content_length",
         "delivered",
@@ -473,6 +461,7 @@ class RequestCycle:
         "response",
         "scope",
         "status",
+        "task",
         "upgrade_target",
         "waiter",
     )
@@ -496,8 +485,8 @@ class RequestCycle:
         self.head_only = scope.get("method") == "HEAD"
         self.upgrade_target: bytes | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
         self._headers: Any = ()
-        self.chunked = False
 
     # --- events from the connection ---------------------------------------------------
     def wake(self) -> None:
@@ -520,6 +509,12 @@ class RequestCycle:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return
+        finally:
+            # graceful shutdown waits for the tasks in this set (cheaper than a
+            # done callback, which would cost the loop one more turn per request)
+            task = self.task
+            if task is not None:
+                self.conn.context.tasks.discard(task)
         if self.response != COMPLETE and not self.disconnected:
             if self.response == START:
                 logger.error("ASGI callable returned without starting response.")
@@ -682,31 +677,39 @@ class RequestCycle:
         message is also the last, so a Content-Length can be added."""
         status = self.status
         defaults = self.conn.context.default_headers
-        lines = [status_line(status)]
+        lines = [STATUS_LINES.get(status) or status_line(status)]
         content_length: int | None = None
         app_chunked = False
         overridden: set[bytes] | None = None
         default_names = defaults.names
         for name, value in self._headers:
+            if name not in _GOOD_NAMES:
+                _check_header_name(name)
             lower = name.lower()
-            if _HEADER_NAME.fullmatch(name) is None or _BAD_VALUE.search(value) is not None:
-                raise RuntimeError(f"Invalid HTTP header {name!r}: {value!r}")
-            if lower == b"content-length":
-                if _CONTENT_LENGTH.fullmatch(value) is None:
-                    raise RuntimeError(f"Invalid Content-Length header: {value!r}")
-                content_length = int(value)
-            elif lower == b"transfer-encoding":
-                app_chunked = True
-                continue  # set below, from the framing chosen
-            elif lower == b"connection":
-                if b"close" in value.lower():
-                    self.keep_alive = False
-                continue  # set below, from the keep-alive decision
-            if lower in default_names:
+            if lower in _FRAMING_HEADERS:
+                if lower == b"content-length":
+                    if _CONTENT_LENGTH.fullmatch(value) is None:
+                        raise RuntimeError(f"Invalid Content-Length header: {value!r}")
+                    content_length = int(value)
+                elif lower == b"transfer-encoding":
+                    app_chunked = True
+                    continue  # written below, from the framing chosen
+                else:  # connection
+                    if b"close" in value.lower():
+                        self.keep_alive = False
+                    continue  # written below, from the keep-alive decision
+            elif lower in default_names:
                 if overridden is None:
                     overridden = set()
                 overridden.add(lower)
             lines.append(b"%s: %s\r\n" % (name, value))
+        # One scan for CR, LF or NUL smuggled into a value: each line ends with
+        # exactly one CRLF, so the counts must match the number of lines.
+        count = len(lines) - 1
+        if count:
+            block = b"".join(lines[1:])
+            if block.count(b"\n") != count or block.count(b"\r") != count or b"\x00" in block:
+                raise RuntimeError("Invalid HTTP header value: line breaks or NUL are not allowed")
         lines.append(defaults.block_without(overridden) if overridden else defaults.block)
 
         if status < 200 or status in (204, 304):
@@ -738,66 +741,75 @@ class RequestCycle:
         return b"".join(lines)
 
 
+def _check_header_name(name: bytes) -> None:
+    """Raise for a response header name that is not a token; remember good ones."""
+    if _HEADER_NAME.fullmatch(name) is None:
+        raise RuntimeError(f"Invalid HTTP header name {name!r}")
+    if len(_GOOD_NAMES) < 1024:  # bounded: names are few, but apps could make them up
+        _GOOD_NAMES.add(name)
+
+
+def _start_task(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, None],
+    context: contextvars.Context | None,
+) -> asyncio.Task[None]:
+    """Run the app. On Python 3.12+ its first step runs at once (eager start):
+    a request that completes without suspending never touches the scheduler."""
+    if _TASK_EAGER:
+        return asyncio.Task(coro, loop=loop, context=context, eager_start=True)  # type: ignore[call-arg]
+    if context is None:
+        return loop.create_task(coro)
+    # Python 3.10 has no context= for tasks; a task copies the current context
+    return context.run(loop.create_task, coro)
+
+
 # --- request validation (RFC 9112), the same for every parser ------------------------------
-def _check_request(http_version: bytes, headers: Headers) -> str | None:
-    """Why the request head is unacceptable, or None."""
+def _inspect(
+    http_version: bytes, headers: Headers
+) -> tuple[str | None, int | None, bytes, bool, bool]:
+    """One pass over the request headers: (why the request is unacceptable or
+    None, its Content-Length, the Connection tokens lowercased, whether it
+    expects 100-continue, whether it asks for a WebSocket upgrade)."""
     hosts = 0
-    lengths: set[bytes] = set()
+    length: bytes | None = None
     transfer_encoding: bytes | None = None
+    connection = b""
+    expect = upgrade = False
     for name, value in headers:
+        if _BAD_VALUE.search(value) is not None:
+            return "Invalid character in header value", None, b"", False, False
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
             for item in value.split(b","):
-                lengths.add(item.strip())
+                item = item.strip()
+                if length is not None and item != length:
+                    return "Conflicting Content-Length headers", None, b"", False, False
+                length = item
         elif name == b"transfer-encoding":
             transfer_encoding = (
                 value if transfer_encoding is None else transfer_encoding + b"," + value
             )
-        if _BAD_VALUE.search(value) is not None:
-            return "Invalid character in header value"
-    if http_version == b"1.1" and hosts != 1:
-        return "Missing Host header" if hosts == 0 else "More than one Host header"
-    if hosts > 1:
-        return "More than one Host header"
-    if len(lengths) > 1:
-        return "Conflicting Content-Length headers"
-    if lengths and _CONTENT_LENGTH.fullmatch(next(iter(lengths))) is None:
-        return "Invalid Content-Length header"
+        elif name == b"connection":
+            connection = connection + b"," + value.lower() if connection else value.lower()
+        elif name == b"expect":
+            expect = value.lower() == b"100-continue"
+        elif name == b"upgrade":
+            upgrade = b"websocket" in value.lower()
+    if hosts != 1 and (hosts > 1 or http_version == b"1.1"):
+        problem = "Missing Host header" if hosts == 0 else "More than one Host header"
+        return problem, None, b"", False, False
+    if length is not None and _CONTENT_LENGTH.fullmatch(length) is None:
+        return "Invalid Content-Length header", None, b"", False, False
     if transfer_encoding is not None:
-        if lengths:
-            return "Both Content-Length and Transfer-Encoding"
+        if length is not None:
+            return "Both Content-Length and Transfer-Encoding", None, b"", False, False
         if transfer_encoding.strip().lower() != b"chunked":
-            return "Unsupported Transfer-Encoding"
+            return "Unsupported Transfer-Encoding", None, b"", False, False
         if http_version != b"1.1":
-            return "Transfer-Encoding in an HTTP/1.0 request"
-    return None
-
-
-def _content_length(headers: Headers) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value.split(b",")[0])
-    return None
-
-
-def _wants_keep_alive(version: str, headers: Headers) -> bool:
-    for name, value in headers:
-        if name == b"connection":
-            tokens = value.lower()
-            if b"close" in tokens:
-                return False
-            if version == "1.0" and b"keep-alive" in tokens:
-                return True
-    return version == "1.1"
-
-
-def _expects_continue(headers: Headers) -> bool:
-    return any(name == b"expect" and value.lower() == b"100-continue" for name, value in headers)
-
-
-def _is_visible_ascii(target: bytes) -> bool:
-    return target.isascii() and b" " not in target and _BAD_VALUE.search(target) is None
+            return "Transfer-Encoding in an HTTP/1.0 request", None, b"", False, False
+    return None, int(length) if length is not None else None, connection, expect, upgrade
 
 
 def _peer(client: tuple[str, int] | None) -> str:
