@@ -1,166 +1,132 @@
 """Reading the two families of proxy headers into hops.
 
 A hop is what one proxy recorded about the peer it received the request from:
-its address (`node`), and how that peer spoke to it (`proto`, `host`, `port`).
-Hops are listed left to right, the rightmost added by the nearest proxy.
+that peer's address (`node`), how it spoke to the proxy (`proto`, `host`,
+`port`) and, in RFC 7239, the proxy's own interface (`by`). Hops are listed
+left to right; the rightmost was added by the nearest proxy.
+
+Work is bounded whatever the headers hold: at most `MAX_HOPS` hops are read,
+counted from the right, and at most `MAX_PARAMETERS` parameters per
+`Forwarded` element. Nothing here raises on any input.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-# At most this many hops are read, counted from the right: enough for any real
-# chain of proxies, and a bound on the work a forged header can cause.
+# Enough for any real chain of proxies, and a bound on the work a forged header
+# can cause. Hops further left are not read; when all the hops read are trusted,
+# the leftmost of them is the client.
 MAX_HOPS = 64
-# RFC 9110 5.6.2 token characters.
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# An element with more parameters than this is not read (RFC 7239 defines four).
+MAX_PARAMETERS = 16
+
+# RFC 9110 token; unquoted values also take `:`, `[` and `]`, so that an IPv6
+# address or a port written without the quotes RFC 7239 asks for still reads.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_VALUE_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z:\[\]-]+"
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+# One `name=value` pair (or nothing), then `;` or the end of the element.
+_PAIR = re.compile(rf"[ \t]*(?:({_TOKEN})=({_VALUE_TOKEN}|{_QUOTED}))?[ \t]*(;|\Z)")
+_ESCAPE = re.compile(r"\\(.)")
 
 
 @dataclass(frozen=True)
 class Hop:
-    node: str | None  # the "for" address as written; None when the hop is unreadable
+    """One proxy's record; `node` is None when the hop names no peer or is unreadable."""
+
+    node: str | None
     proto: str | None = None
     host: str | None = None
     port: str | None = None
+    by: str | None = None
 
 
-def _split(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",")]
+def _list_items(value: str) -> list[str]:
+    """The rightmost `MAX_HOPS` items of a comma-separated list, empty items
+    skipped (RFC 9110 5.6.1 asks recipients to ignore them)."""
+    items = value.rsplit(",", MAX_HOPS)
+    if len(items) > MAX_HOPS:
+        del items[0]  # the unread rest of the list
+    return [item for item in (raw.strip(" \t") for raw in items) if item]
 
 
 def x_forwarded_hops(
     for_value: str | None,
-    proto_value: str | None,
-    host_value: str | None,
-    port_value: str | None,
+    proto_value: str | None = None,
+    host_value: str | None = None,
+    port_value: str | None = None,
 ) -> list[Hop]:
-    """Hops from X-Forwarded-For/-Proto/-Host/-Port (each already combined).
+    """Hops from X-Forwarded-For/-Proto/-Host/-Port (each header's values
+    already joined with commas).
 
-    A list that has one entry per hop is matched to the hops by position;
-    otherwise its rightmost entry (set by the nearest proxy) applies to every hop.
+    When -Proto (or -Host, -Port) lists one entry per hop, entries are matched
+    to hops by position from the right; otherwise its rightmost entry (set by
+    the nearest proxy) applies to every hop. Without X-Forwarded-For there is
+    one hop with no node, carrying the other headers.
     """
-    nodes = _split(for_value)[-MAX_HOPS:] if for_value else []
-    count = max(len(nodes), 1)
+    nodes: list[str | None] = list(_list_items(for_value)) if for_value else []
+    if not nodes:
+        nodes = [None]
+    count = len(nodes)
 
     def per_hop(value: str | None) -> list[str | None]:
-        if not value:
+        items = _list_items(value) if value else []
+        if not items:
             return [None] * count
-        items = _split(value)
-        if len(items) >= count and len(nodes) > 1:
+        if count > 1 and len(items) >= count:
             return list(items[-count:])
         return [items[-1]] * count
 
     protos, hosts, ports = per_hop(proto_value), per_hop(host_value), per_hop(port_value)
-    if not nodes:
-        return [Hop(None, protos[0], hosts[0], ports[0])]
-    return [Hop(node or None, protos[i], hosts[i], ports[i]) for i, node in enumerate(nodes)]
+    return [Hop(node, protos[i], hosts[i], ports[i]) for i, node in enumerate(nodes)]
 
 
 def forwarded_hops(value: str) -> list[Hop]:
-    """Hops from RFC 7239 `Forwarded` headers (already combined with commas).
+    """Hops from RFC 7239 `Forwarded` headers (already joined with commas).
 
-    Each element is one hop; an element that does not parse becomes a hop with
-    no node, which stops the trust walk there."""
+    Each element is one hop. An element that does not parse (bad quoting, a
+    parameter twice, stray characters) becomes a hop with no node, which the
+    trust walk never passes.
+
+    Elements are split at every comma, even inside quotes: no standard
+    parameter holds a comma, and this way an unclosed quote in a forged
+    element cannot swallow the elements that proxies append after it.
+    """
     hops: list[Hop] = []
-    for element in _elements(value)[-MAX_HOPS:]:
-        if element is None:
+    for element in _list_items(value):
+        parameters = _parameters(element)
+        if parameters is None:
             hops.append(Hop(None))
-            continue
-        node = element.get("for")
-        hops.append(Hop(node, element.get("proto"), element.get("host"), None))
+        else:
+            get = parameters.get
+            hops.append(Hop(get("for") or None, get("proto"), get("host"), None, get("by")))
     return hops
 
 
-def _elements(value: str) -> list[dict[str, str] | None]:
-    """Parse `forwarded-element *( "," forwarded-element )`; None for a bad element."""
-    elements: list[dict[str, str] | None] = []
-    size = len(value)
-    index = 0
-    while index < size:
-        element: dict[str, str] | None = {}
-        while True:
-            index = _skip_space(value, index)
-            start = index
-            while index < size and value[index] in _TCHAR:
-                index += 1
-            name = value[start:index].lower()
-            if not name or index >= size or value[index] != "=":
-                element = None
-                break
-            index += 1
-            if index < size and value[index] == '"':
-                parsed, index = _quoted(value, index)
-                if parsed is None:
-                    element = None
-                    break
-                text = parsed
-            else:
-                start = index
-                while (index < size and value[index] in _TCHAR) or (
-                    index < size and value[index] in ":[]"
-                ):
-                    index += 1
-                text = value[start:index]
-                if not text:
-                    element = None
-                    break
-            if element is not None:
-                if name in element:  # a parameter may appear once per element
-                    element = None
-                    break
-                element[name] = text
-            index = _skip_space(value, index)
-            if index < size and value[index] == ";":
-                index += 1
-                continue
-            break
-        # skip to the end of this element (past garbage, outside quotes)
-        index = _skip_space(value, index)
-        if index < size and value[index] != ",":
-            element = None
-            index = _next_comma(value, index)
-        elements.append(element)
-        index += 1  # past the comma
-    if value.rstrip().endswith(","):
-        elements.append(None)
-    return elements
+def _parameters(element: str) -> dict[str, str] | None:
+    """The parameters of one element, names lowercased; None when it does not parse."""
+    parameters: dict[str, str] = {}
+    position = 0
+    for _ in range(MAX_PARAMETERS + 1):
+        match = _PAIR.match(element, position)
+        if match is None:
+            return None
+        name, value, separator = match.groups()
+        if name is not None:
+            name = name.lower()
+            if name in parameters:  # RFC 7239 4: at most once per element
+                return None
+            parameters[name] = _unquote(value)
+        if not separator:  # the end of the element
+            return parameters
+        position = match.end()
+    return None
 
 
-def _skip_space(value: str, index: int) -> int:
-    while index < len(value) and value[index] in " \t":
-        index += 1
-    return index
-
-
-def _quoted(value: str, index: int) -> tuple[str | None, int]:
-    """A quoted-string starting at `index` (the opening quote)."""
-    out: list[str] = []
-    index += 1
-    while index < len(value):
-        char = value[index]
-        if char == "\\":
-            if index + 1 >= len(value):
-                return None, index + 1
-            out.append(value[index + 1])
-            index += 2
-            continue
-        if char == '"':
-            return "".join(out), index + 1
-        out.append(char)
-        index += 1
-    return None, index
-
-
-def _next_comma(value: str, index: int) -> int:
-    quoted = False
-    while index < len(value):
-        char = value[index]
-        if char == "\\" and quoted:
-            index += 2
-            continue
-        if char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
-            return index
-        index += 1
-    return index
+def _unquote(value: str) -> str:
+    if value.startswith('"'):
+        inner = value[1:-1]
+        return _ESCAPE.sub(r"\1", inner) if "\\" in inner else inner
+    return value
