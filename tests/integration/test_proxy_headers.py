@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from support import KetchProcess, RawConnection, serve
 from support.apps import scope_json
 
@@ -93,3 +94,43 @@ def test_cli_alias_and_environment_variable(tmp_path: Path) -> None:
         with RawConnection(uds=uds) as conn:
             conn.send(FORWARDED_REQUEST)
             assert json.loads(conn.read_response().body)["scheme"] == "https"
+
+
+def test_host_and_port_from_a_trusted_proxy_over_tcp() -> None:
+    headers = {"X-Forwarded-Host": "example.com", "X-Forwarded-Port": "443"}
+    with serve(scope_json) as running:
+        data = httpx.get(running.url, headers=headers).json()
+    assert _host(data) == "example.com"
+    assert data["server"] == ["127.0.0.1", 443]
+
+
+def test_ipv6_loopback_is_trusted_by_default() -> None:
+    try:
+        with serve(scope_json, host="::1") as running:
+            url = f"http://[::1]:{running.port}/"
+            data = httpx.get(url, headers={"X-Forwarded-For": "2001:db8::7"}).json()
+    except RuntimeError as exc:  # no IPv6 on this machine's loopback
+        pytest.skip(str(exc))
+    assert data["client"] == ["2001:db8::7", 0]
+
+
+def test_command_line_options_over_tcp() -> None:
+    forwarded = {
+        "Forwarded": 'for="[2001:db8::5]:4711";proto=https;host=example.com',
+        "X-Forwarded-For": "203.0.113.7",
+    }
+    args = ["support.apps:scope_json", "--port", "0", "--forwarded-headers", "forwarded"]
+    with KetchProcess(args) as ketch:
+        data = httpx.get(f"http://127.0.0.1:{ketch.port()}/", headers=forwarded).json()
+    assert data["client"] == ["2001:db8::5", 4711]  # X-Forwarded-For is not read
+    assert data["scheme"] == "https"
+    assert _host(data) == "example.com"
+    args = ["support.apps:scope_json", "--port", "0", "--forwarded-allow-ips", "10.0.0.0/8"]
+    with KetchProcess(args) as ketch:
+        data = httpx.get(f"http://127.0.0.1:{ketch.port()}/", headers=forwarded).json()
+    assert data["client"][0] == "127.0.0.1"  # 127.0.0.1 is no longer trusted
+    assert data["scheme"] == "http"
+    args = ["support.apps:scope_json", "--port", "0", "--no-proxy-headers"]
+    with KetchProcess(args, env={"FORWARDED_ALLOW_IPS": "*"}) as ketch:
+        data = httpx.get(f"http://127.0.0.1:{ketch.port()}/", headers=forwarded).json()
+    assert data["client"][0] == "127.0.0.1"
