@@ -326,6 +326,70 @@ def test_the_apps_result_and_errors_come_through() -> None:
         asyncio.run(ProxyHeadersMiddleware(failing)(scope, receive, send))
 
 
+# --- one middleware, many requests ---------------------------------------------------
+def _scope(client: Any, server: Any, kind: str, headers: list[tuple[bytes, bytes]]) -> Any:
+    scheme = "http" if kind == "http" else "ws"
+    return {"type": kind, "scheme": scheme, "client": client, "server": server, "headers": headers}
+
+
+def test_repeated_header_values_give_the_same_answer_to_every_request() -> None:
+    """What the headers ask for is remembered per header values; each request
+    still gets its own peer check, scope type and server."""
+    received: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        received.append(scope)
+
+    middleware = ProxyHeadersMiddleware(app, trusted_hosts="127.0.0.1, unix:")
+    headers = [
+        (b"host", b"backend"),
+        (b"x-forwarded-for", b"203.0.113.7"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-port", b"443"),
+    ]
+    scopes = [
+        _scope(("127.0.0.1", 1), ("127.0.0.1", 8000), "http", headers),
+        _scope(("127.0.0.1", 2), ("127.0.0.1", 8000), "websocket", headers),
+        _scope(("198.51.100.1", 3), ("127.0.0.1", 8000), "http", headers),  # untrusted
+        _scope(None, ("/run/a.sock", None), "http", headers),
+        _scope(("127.0.0.1", 4), ("127.0.0.1", 8000), "http", list(headers)),
+    ]
+    for scope in scopes:
+        asyncio.run(middleware(scope, receive, send))
+    seen = [(s["client"], s["scheme"], s["server"]) for s in received]
+    assert seen == [
+        (("203.0.113.7", 0), "https", ("127.0.0.1", 443)),
+        (("203.0.113.7", 0), "wss", ("127.0.0.1", 443)),
+        (("198.51.100.1", 3), "http", ("127.0.0.1", 8000)),
+        (("203.0.113.7", 0), "https", ("/run/a.sock", None)),
+        (("203.0.113.7", 0), "https", ("127.0.0.1", 443)),
+    ]
+
+
+def test_many_distinct_header_values_keep_memory_bounded() -> None:
+    received: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        received.append(scope["client"])
+
+    middleware = ProxyHeadersMiddleware(app)
+    addresses = [f"10.{n // 65536}.{n // 256 % 256}.{n % 256}" for n in range(10_000)]
+
+    async def requests() -> None:
+        for address in addresses:
+            headers = [(b"x-forwarded-for", address.encode())]
+            await middleware(_scope(("127.0.0.1", 1), None, "http", headers), receive, send)
+
+    asyncio.run(requests())
+    assert received == [(address, 0) for address in addresses]
+    long_value = ", ".join(["10.0.0.1"] * 1000).encode()
+    headers = [(b"x-forwarded-for", long_value)]
+    asyncio.run(middleware(_scope(("127.0.0.1", 1), None, "http", headers), receive, send))
+    assert received[-1] == ("10.0.0.1", 0)
+    assert len(middleware._changes) <= 4096
+    assert all(len(",".join(filter(None, key))) <= 512 for key in middleware._changes)
+
+
 # --- UNIX sockets -------------------------------------------------------------------------------
 @pytest.mark.parametrize("trusted", ["/run/app.sock", "unix:", "unix:/run/app.sock", "*"])
 def test_unix_socket_peer_trusted_by_path_or_literal(through: Through, trusted: str) -> None:

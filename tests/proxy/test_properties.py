@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ketch.proxy import TrustedHosts, forwarded_hops, parse_address
+from ketch.proxy import ProxyHeadersMiddleware, TrustedHosts, forwarded_hops, parse_address
 
 Through = Callable[..., dict[str, Any]]  # the `through` fixture (conftest.py)
 
@@ -240,3 +241,54 @@ def test_trust_agrees_with_the_ipaddress_module(
     expected = any(ip in net for ip in candidates for net in nets)
     assert (str(address) in trusted) is expected
     assert (str(address) in trusted) is expected  # the cached answer is the same
+
+
+request = st.tuples(
+    st.sampled_from([("127.0.0.1", 1), ("10.0.0.9", 2), ("198.51.100.1", 3), None]),
+    st.sampled_from(["http", "websocket"]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["x-forwarded-for", "x-forwarded-proto", "forwarded", "host"]),
+            st.sampled_from(["203.0.113.7", "10.0.0.2, 198.51.100.4", "https", "for=1.2.3.4", ""]),
+        ),
+        max_size=4,
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests=st.lists(request, min_size=1, max_size=8))
+def test_remembered_answers_equal_fresh_ones(through: Through, requests: list[Any]) -> None:
+    """One middleware serving many requests answers each as a new one would."""
+    shared = ProxyHeadersMiddleware(_record, trusted_hosts=TRUSTED)
+
+    async def serve_all() -> list[Any]:
+        seen = []
+        for peer, kind, headers in requests:
+            scope = {
+                "type": kind,
+                "scheme": "http" if kind == "http" else "ws",
+                "client": peer,
+                "server": ("127.0.0.1", 8000),
+                "headers": [(k.encode(), v.encode()) for k, v in headers],
+            }
+            await shared(scope, _receive, _send)
+            seen.append((scope["client"], scope["scheme"], scope["headers"]))
+        return seen
+
+    remembered = asyncio.run(serve_all())
+    for (peer, kind, headers), answer in zip(requests, remembered, strict=True):
+        fresh = through(headers, trusted=TRUSTED, client=peer, kind=kind)
+        assert answer == (fresh["client"], fresh["scheme"], fresh["headers"])
+
+
+async def _record(scope: Any, receive: Any, send: Any) -> None:
+    pass
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.disconnect"}
+
+
+async def _send(message: Any) -> None:
+    pass

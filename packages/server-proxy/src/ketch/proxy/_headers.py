@@ -13,7 +13,7 @@ counted from the right, and at most `MAX_PARAMETERS` parameters per
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Enough for any real chain of proxies, and a bound on the work a forged header
 # can cause. Hops further left are not read; when all the hops read are trusted,
@@ -32,8 +32,7 @@ _PAIR = re.compile(rf"[ \t]*(?:({_TOKEN})=({_VALUE_TOKEN}|{_QUOTED}))?[ \t]*(;|\
 _ESCAPE = re.compile(r"\\(.)")
 
 
-@dataclass(frozen=True)
-class Hop:
+class Hop(NamedTuple):
     """One proxy's record; `node` is None when the hop names no peer or is unreadable."""
 
     node: str | None
@@ -46,6 +45,9 @@ class Hop:
 def _list_items(value: str) -> list[str]:
     """The rightmost `MAX_HOPS` items of a comma-separated list, empty items
     skipped (RFC 9110 5.6.1 asks recipients to ignore them)."""
+    if "," not in value:  # the usual single item, without the list machinery
+        value = value.strip(" \t")
+        return [value] if value else []
     items = value.rsplit(",", MAX_HOPS)
     if len(items) > MAX_HOPS:
         del items[0]  # the unread rest of the list
@@ -67,20 +69,34 @@ def x_forwarded_hops(
     one hop with no node, carrying the other headers.
     """
     nodes: list[str | None] = list(_list_items(for_value)) if for_value else []
-    if not nodes:
-        nodes = [None]
+    if len(nodes) <= 1:  # the usual case: one proxy, one hop
+        node = nodes[0] if nodes else None
+        return [Hop(node, _last(proto_value), _last(host_value), _last(port_value))]
     count = len(nodes)
-
-    def per_hop(value: str | None) -> list[str | None]:
-        items = _list_items(value) if value else []
-        if not items:
-            return [None] * count
-        if count > 1 and len(items) >= count:
-            return list(items[-count:])
-        return [items[-1]] * count
-
-    protos, hosts, ports = per_hop(proto_value), per_hop(host_value), per_hop(port_value)
+    protos = _per_hop(proto_value, count)
+    hosts = _per_hop(host_value, count)
+    ports = _per_hop(port_value, count)
     return [Hop(node, protos[i], hosts[i], ports[i]) for i, node in enumerate(nodes)]
+
+
+def _last(value: str | None) -> str | None:
+    """The rightmost item of a list header, or None."""
+    if not value:
+        return None
+    if "," not in value:
+        return value.strip(" \t") or None
+    items = _list_items(value)
+    return items[-1] if items else None
+
+
+def _per_hop(value: str | None, count: int) -> list[str | None]:
+    """One entry of an X-Forwarded-Proto/-Host/-Port list for each of `count` hops."""
+    items = _list_items(value) if value else []
+    if not items:
+        return [None] * count
+    if count > 1 and len(items) >= count:
+        return list(items[-count:])
+    return [items[-1]] * count
 
 
 def forwarded_hops(value: str) -> list[Hop]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ketch.proxy._headers import Hop, forwarded_hops, x_forwarded_hops
 from ketch.proxy._trust import TrustedHosts, parse_node
@@ -23,12 +23,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 X_FORWARDED = "x-forwarded"
 FORWARDED = "forwarded"
-_X_FORWARDED_NAMES = {
-    b"x-forwarded-for": "for",
-    b"x-forwarded-proto": "proto",
-    b"x-forwarded-host": "host",
-    b"x-forwarded-port": "port",
-}
+# The headers of each family, in the order `x_forwarded_hops` takes them.
+_X_FORWARDED_ORDER = (
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+)
+_FORWARDED_ORDER = (b"forwarded",)
+# What the headers ask for is remembered per header values, for this many
+# distinct values (then forgotten at once), and only for values this short.
+_CACHE_LIMIT = 4096
+_CACHED_VALUES_SIZE = 512
 # A forwarded protocol: the scheme for an http scope, and for a websocket scope.
 _SCHEMES = {
     "http": ("http", "ws"),
@@ -53,12 +59,14 @@ class ProxyHeadersMiddleware:
     `"forwarded"` (RFC 7239). Only that family is read.
 
     A request carrying no header of that family costs one pass over its header
-    names. Otherwise the scope is changed in place, as Uvicorn does (servers
-    build a new scope per request); the header list is replaced by a new one,
-    not mutated, when the host changes.
+    names and reaches the app with the same scope. Otherwise the scope is
+    changed in place, as Uvicorn does (servers build a new scope per request);
+    the header list is replaced by a new one, not mutated, when the host
+    changes. What a set of header values asks for is remembered (bounded), as
+    behind a proxy most requests repeat earlier values.
     """
 
-    __slots__ = ("_names", "app", "headers", "trusted_hosts")
+    __slots__ = ("_changes", "_names", "_order", "app", "headers", "trusted_hosts")
 
     def __init__(
         self,
@@ -72,9 +80,9 @@ class ProxyHeadersMiddleware:
         self.app = app
         self.trusted_hosts = TrustedHosts(trusted_hosts)
         self.headers = family
-        self._names: frozenset[bytes] = (
-            frozenset(_X_FORWARDED_NAMES) if family == X_FORWARDED else frozenset({b"forwarded"})
-        )
+        self._order = _X_FORWARDED_ORDER if family == X_FORWARDED else _FORWARDED_ORDER
+        self._names = frozenset(self._order)
+        self._changes: dict[tuple[str | None, ...], _Change] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
@@ -89,28 +97,19 @@ class ProxyHeadersMiddleware:
         """Change the scope as the proxy headers say, if the peer is trusted."""
         if not self._peer_is_trusted(scope):
             return
-        hop = self._client_hop(self._hops(scope["headers"]))
-        if hop is None:
-            return
-        if hop.node is not None:
-            address, port = parse_node(hop.node)
-            if address is not None:
-                scope["client"] = (str(address), port)
-        if hop.proto is not None:
-            schemes = _SCHEMES.get(hop.proto.strip().lower())
-            if schemes is not None:
-                scope["scheme"] = schemes[scope["type"] == "websocket"]
-        if hop.host is not None and _HOST.match(hop.host):
-            scope["headers"] = _with_host(scope["headers"], hop.host.encode("ascii"))
-        server = scope.get("server")
-        if hop.port is not None and server and server[1] is not None:
-            server_port = _port(hop.port)
-            if server_port is not None:
-                scope["server"] = (server[0], server_port)
-        if hop.by is not None:
-            by_address, by_port = parse_node(hop.by)
-            if by_address is not None and by_port:
-                scope["server"] = (str(by_address), by_port)
+        change = self._change(scope["headers"])
+        if change.client is not None:
+            scope["client"] = change.client
+        if change.schemes is not None:
+            scope["scheme"] = change.schemes[scope["type"] == "websocket"]
+        if change.host is not None:
+            scope["headers"] = _with_host(scope["headers"], change.host)
+        if change.port is not None:
+            server = scope.get("server")
+            if server and server[1] is not None:  # a TCP server; a UNIX socket has no port
+                scope["server"] = (server[0], change.port)
+        if change.server is not None:
+            scope["server"] = change.server
 
     def _peer_is_trusted(self, scope: Scope) -> bool:
         client = scope.get("client")
@@ -121,19 +120,50 @@ class ProxyHeadersMiddleware:
             return self.trusted_hosts.trusts_unix_socket(str(server[0]))
         return self.trusted_hosts.always
 
-    def _hops(self, raw_headers: Iterable[tuple[bytes, bytes]]) -> list[Hop]:
-        if self.headers == FORWARDED:
-            values = [v.decode("latin-1") for name, v in raw_headers if name == b"forwarded"]
-            return forwarded_hops(",".join(values))
-        found: dict[str, list[str]] = {}
+    def _change(self, raw_headers: Iterable[tuple[bytes, bytes]]) -> _Change:
+        """What the headers of the chosen family say, remembered per header values:
+        behind a proxy most requests repeat the values of earlier ones."""
+        names = self._names
+        found: dict[bytes, str] = {}  # repeated headers joined with commas
+        size = 0
         for name, value in raw_headers:
-            key = _X_FORWARDED_NAMES.get(name)
-            if key is not None:
-                found.setdefault(key, []).append(value.decode("latin-1"))
-        joined = {key: ",".join(values) for key, values in found.items()}
-        return x_forwarded_hops(
-            joined.get("for"), joined.get("proto"), joined.get("host"), joined.get("port")
-        )
+            if name in names:
+                text = value.decode("latin-1")
+                found[name] = f"{found[name]},{text}" if name in found else text
+                size += len(text)
+        key = tuple(map(found.get, self._order))
+        change = self._changes.get(key)
+        if change is None:
+            change = self._read(key)
+            if size <= _CACHED_VALUES_SIZE:  # long values are read each time, never kept
+                if len(self._changes) >= _CACHE_LIMIT:
+                    self._changes.clear()
+                self._changes[key] = change
+        return change
+
+    def _read(self, values: tuple[str | None, ...]) -> _Change:
+        """The change the header values ask for: from the client's hop, each
+        value checked on its own."""
+        if self.headers == FORWARDED:
+            hops = forwarded_hops(values[0] or "")
+        else:
+            hops = x_forwarded_hops(*values)
+        hop = self._client_hop(hops)
+        if hop is None:
+            return _NO_CHANGE
+        client = None
+        if hop.node is not None:
+            address, port = parse_node(hop.node)
+            client = None if address is None else (str(address), port)
+        schemes = None if hop.proto is None else _SCHEMES.get(hop.proto.strip().lower())
+        host = hop.host.encode("ascii") if hop.host and _HOST.match(hop.host) else None
+        server_port = None if hop.port is None else _port(hop.port)
+        server = None
+        if hop.by is not None:
+            by_address, by_port = parse_node(hop.by)
+            if by_address is not None and by_port:
+                server = (str(by_address), by_port)
+        return _Change(client, schemes, host, server_port, server)
 
     def _client_hop(self, hops: list[Hop]) -> Hop | None:
         """The first hop from the right that is not a trusted proxy; the
@@ -143,6 +173,19 @@ class ProxyHeadersMiddleware:
             if hop.node is None or hop.node not in trusted:
                 return hop
         return hops[0] if hops else None
+
+
+class _Change(NamedTuple):
+    """What one set of proxy headers changes in a scope (None: nothing)."""
+
+    client: tuple[str, int] | None
+    schemes: tuple[str, str] | None  # for an http scope, for a websocket scope
+    host: bytes | None
+    port: int | None  # X-Forwarded-Port: the server's port
+    server: tuple[str, int] | None  # by=: the server's address and port
+
+
+_NO_CHANGE = _Change(None, None, None, None, None)
 
 
 def _with_host(headers: Iterable[tuple[bytes, bytes]], host: bytes) -> list[tuple[bytes, bytes]]:
