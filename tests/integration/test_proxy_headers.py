@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 from support import KetchProcess, RawConnection, serve
-from support.apps import scope_json
+from support.apps import scope_json, scope_json_ws
+from websockets.sync.client import connect
 
 FORWARDED_REQUEST = (
     b"GET / HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: 203.0.113.7\r\n"
@@ -134,3 +135,17 @@ def test_command_line_options_over_tcp() -> None:
     with KetchProcess(args, env={"FORWARDED_ALLOW_IPS": "*"}) as ketch:
         data = httpx.get(f"http://127.0.0.1:{ketch.port()}/", headers=forwarded).json()
     assert data["client"][0] == "127.0.0.1"
+
+
+def test_websocket_behind_a_trusted_proxy() -> None:
+    headers = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "example.com",
+    }
+    with (
+        serve(scope_json_ws) as running,
+        connect(f"ws://127.0.0.1:{running.port}/", additional_headers=headers, proxy=None) as ws,
+    ):
+        seen = json.loads(ws.recv(timeout=5))
+    assert seen == {"client": ["203.0.113.7", 0], "scheme": "wss", "host": ["example.com"]}

@@ -23,7 +23,8 @@ import httpx
 import pytest
 import trustme
 from support import REPO_DIR, serve, wait_for
-from support.apps import scope_json
+from support.apps import scope_json, scope_json_ws
+from websockets.sync.client import connect
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(
@@ -160,18 +161,36 @@ def test_nginx_over_a_unix_socket_with_https(
         "/etc/ssl/example.com/privkey.pem": str(key),
     }
     with (
-        serve(scope_json, uds=uds, **options),
+        serve(scope_json_ws, uds=uds, **options),
         nginx(tmp_path, snippet("nginx-uds"), replacements) as port,
     ):
         seen = visit(f"https://{NGINX_HOST}:{port}/", FORGED, verify=context)
+        websocket = visit_websocket(port, context)
     assert seen["server"] == [uds, None]
-    assert seen["host"] == ["example.com"]
+    assert seen["host"] == websocket["host"] == ["example.com"]
     if trusted:
-        assert seen["client"] == [VISITOR, 0]
+        assert seen["client"] == websocket["client"] == [VISITOR, 0]
         assert seen["scheme"] == "https"
+        assert websocket["scheme"] == "wss"
     else:  # the default list does not trust a UNIX socket: nothing is read
-        assert seen["client"] is None
+        assert seen["client"] is websocket["client"] is None
         assert seen["scheme"] == "http"
+        assert websocket["scheme"] == "ws"
+
+
+def visit_websocket(port: int, context: ssl.SSLContext) -> Any:
+    """A WebSocket opened from the visitor's address to nginx (as example.com);
+    what the application saw."""
+    sock = socket.create_connection((NGINX_HOST, port), timeout=10, source_address=(VISITOR, 0))
+    with connect(
+        f"wss://example.com:{port}/",
+        sock=sock,
+        ssl=context,
+        server_hostname=NGINX_HOST,  # the name in nginx's test certificate
+        additional_headers=FORGED,
+        proxy=None,
+    ) as websocket:
+        return json.loads(websocket.recv(timeout=10))
 
 
 def test_nginx_with_the_forwarded_header(tmp_path: Path) -> None:

@@ -73,6 +73,20 @@ async def scope_json(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, json.dumps(data).encode(), b"application/json")
 
 
+async def scope_json_ws(scope: Scope, receive: Any, send: Any) -> None:
+    """scope_json for HTTP; a WebSocket is accepted, sent its client, scheme and
+    host headers as JSON, and closed."""
+    if scope["type"] != "websocket":
+        await scope_json(scope, receive, send)
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    host = [value.decode("latin-1") for name, value in scope["headers"] if name == b"host"]
+    data = {"client": scope["client"], "scheme": scope["scheme"], "host": host}
+    await send({"type": "websocket.send", "text": json.dumps(data)})
+    await send({"type": "websocket.close", "code": 1000})
+
+
 async def lifespan_with_state(scope: Scope, receive: Any, send: Any) -> None:
     while True:
         message = await receive()
