@@ -59,16 +59,19 @@ class Option:
     show_default: bool = True
 
 
-def _opt(default: Any, option: Option) -> Any:
+def _opt(default: Any, option: Option, repr: bool = True) -> Any:
     if isinstance(default, list | dict):
         value = default
-        return field(default_factory=lambda: type(value)(value), metadata={"option": option})
-    return field(default=default, metadata={"option": option})
+        return field(
+            default_factory=lambda: type(value)(value), metadata={"option": option}, repr=repr
+        )
+    return field(default=default, metadata={"option": option}, repr=repr)
 
 
 def _logging_config() -> Any:
     return field(
         default_factory=lambda: deepcopy(LOGGING_CONFIG),
+        repr=False,
         metadata={
             "option": Option(
                 "Logging configuration file. Supported formats: .ini, .json, .yaml.",
@@ -303,7 +306,7 @@ class Config:
     # --- TLS -----------------------------------------------------------------------
     ssl_keyfile: str | os.PathLike[str] | None = _opt(None, Option("SSL key file"))
     ssl_certfile: str | os.PathLike[str] | None = _opt(None, Option("SSL certificate file"))
-    ssl_keyfile_password: str | None = _opt(None, Option("SSL keyfile password"))
+    ssl_keyfile_password: str | None = _opt(None, Option("SSL keyfile password"), repr=False)
     ssl_version: int = _opt(
         SSL_PROTOCOL_VERSION, Option("SSL version to use (see stdlib ssl module's)", "int")
     )
