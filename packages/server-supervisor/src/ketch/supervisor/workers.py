@@ -313,6 +313,12 @@ class Supervisor:
     def _stop_all(self) -> None:
         """Drain every worker, waiting at most --timeout-graceful-shutdown plus a
         margin; a SIGINT meanwhile (a second Ctrl+C) forces them out."""
+        # Stop accepting first: while the parent holds the listening sockets,
+        # connections still queue in the backlog after the workers close theirs,
+        # and are reset when the parent exits. Closed everywhere, they are
+        # refused at once, and a load balancer tries another server.
+        for listener in self.listeners:
+            listener.close()
         everyone = self.workers + self.retiring
         logger.info("Stopping %d worker(s)", len(everyone))
         for worker in everyone:
