@@ -1,0 +1,73 @@
+"""The documentation site builds strictly, and its settings reference, generated
+from the option table, lists every option."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import REPO_DIR
+
+from ketch.core.config import cli_flag, options
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("site")
+    mkdocs = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(directory)]
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        mkdocs, cwd=REPO_DIR, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return directory
+
+
+def _page(site: Path, name: str, text_only: bool = False) -> str:
+    page = (site / name / "index.html").read_text()
+    if text_only:  # code is highlighted token by token
+        page = re.sub(r"<[^>]+>", "", page)
+    return html.unescape(page)
+
+
+def test_every_option_is_on_the_settings_page(site: Path) -> None:
+    page = _page(site, "settings")
+    for field, option in options():
+        if option.cli:
+            flag = cli_flag(field, option)
+            assert f'id="{flag[2:]}"' in page, flag
+            assert f"KETCH_{flag[2:].replace('-', '_').upper()}" in page, flag
+            for alias in option.aliases:
+                assert alias in page
+            for envvar in option.envvars:
+                assert envvar in page
+        else:
+            assert f'id="{field.name.replace("_", "-")}"' in page, field.name
+        assert f"{field.name}=" in page or not option.cli, field.name
+        assert option.help.removeprefix("(ketch) ").split(".")[0] in page, field.name
+
+
+def test_the_options_ketch_adds_are_in_the_migration_guide(site: Path) -> None:
+    page = _page(site, "migration")
+    added = [cli_flag(f, o) for f, o in options() if o.help.startswith("(ketch)")]
+    assert added
+    for flag in added:
+        assert f'href="../settings/#{flag[2:]}"' in page, flag
+
+
+def test_deployment_files_are_included_not_copied(site: Path) -> None:
+    """Each file of docs/deploy/ appears in a page, and the snippet is the file."""
+    pages = "\n".join(path.read_text() for path in (REPO_DIR / "docs").glob("*.md"))
+    for path in sorted((REPO_DIR / "docs" / "deploy").iterdir()):
+        assert f'--8<-- "docs/deploy/{path.name}' in pages, f"{path.name} is shown nowhere"
+    for name in ("nginx", "cdn", "process-managers"):
+        built = _page(site, name, text_only=True)
+        assert "--8<--" not in built, name  # every snippet and section marker resolved
+    nginx = _page(site, "nginx", text_only=True)
+    assert (REPO_DIR / "docs" / "deploy" / "nginx-uds.conf").read_text().splitlines()[-1] in nginx
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in nginx
