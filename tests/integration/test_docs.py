@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,29 @@ from support import REPO_DIR
 
 from ketch.core.config import cli_flag, options
 
+# Pages that other branches write; the site links to them by these names.
+PENDING_PAGES = {
+    "workers.md",
+    "gunicorn.md",
+    "websockets.md",
+    "limits.md",
+    "proxies.md",
+    "proxy-middleware.md",
+}
+MISSING = re.compile(
+    r"contains a link '([^'#]+)[^']*', but the target is not found"
+    r"|A reference to '([^']+)' is included in the 'nav' configuration, which is not found"
+)
+
+
+@dataclass
+class Site:
+    directory: Path
+    log: str
+
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     directory = tmp_path_factory.mktemp("site")
     mkdocs = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(directory)]
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
@@ -25,17 +46,29 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mkdocs, cwd=REPO_DIR, capture_output=True, text=True, timeout=120, env=env
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return directory
+    return Site(directory, result.stdout + result.stderr)
 
 
-def _page(site: Path, name: str, text_only: bool = False) -> str:
-    page = (site / name / "index.html").read_text()
+def test_only_pages_of_other_branches_are_missing(site: Site) -> None:
+    missing = {link or nav for link, nav in MISSING.findall(site.log)}
+    assert missing <= PENDING_PAGES, f"broken links or nav entries: {missing - PENDING_PAGES}"
+    landed = {name for name in PENDING_PAGES if (REPO_DIR / "docs" / name).exists()}
+    if landed == PENDING_PAGES:
+        validation = (REPO_DIR / "mkdocs.yml").read_text()
+        assert "not_found: info" not in validation, (
+            "every pending page has landed: set validation nav/links not_found back to "
+            "warn in mkdocs.yml and empty PENDING_PAGES"
+        )
+
+
+def _page(site: Site, name: str, text_only: bool = False) -> str:
+    page = (site.directory / name / "index.html").read_text()
     if text_only:  # code is highlighted token by token
         page = re.sub(r"<[^>]+>", "", page)
     return html.unescape(page)
 
 
-def test_every_option_is_on_the_settings_page(site: Path) -> None:
+def test_every_option_is_on_the_settings_page(site: Site) -> None:
     page = _page(site, "settings")
     for field, option in options():
         if option.cli:
@@ -52,7 +85,7 @@ def test_every_option_is_on_the_settings_page(site: Path) -> None:
         assert option.help.removeprefix("(ketch) ").split(".")[0] in page, field.name
 
 
-def test_the_options_ketch_adds_are_in_the_migration_guide(site: Path) -> None:
+def test_the_options_ketch_adds_are_in_the_migration_guide(site: Site) -> None:
     page = _page(site, "migration")
     added = [cli_flag(f, o) for f, o in options() if o.help.startswith("(ketch)")]
     assert added
@@ -60,7 +93,7 @@ def test_the_options_ketch_adds_are_in_the_migration_guide(site: Path) -> None:
         assert f'href="../settings/#{flag[2:]}"' in page, flag
 
 
-def test_deployment_files_are_included_not_copied(site: Path) -> None:
+def test_deployment_files_are_included_not_copied(site: Site) -> None:
     """Each file of docs/deploy/ appears in a page, and the snippet is the file."""
     pages = "\n".join(path.read_text() for path in (REPO_DIR / "docs").glob("*.md"))
     for path in sorted((REPO_DIR / "docs" / "deploy").iterdir()):
