@@ -22,8 +22,6 @@ PENDING_PAGES = {
     "gunicorn.md",
     "websockets.md",
     "limits.md",
-    "proxies.md",
-    "proxy-middleware.md",
 }
 MISSING = re.compile(
     r"contains a link '([^'#]+)[^']*', but the target is not found"
