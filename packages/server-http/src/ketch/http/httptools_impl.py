@@ -14,22 +14,23 @@ from ketch.http.protocol import HEAD, IDLE, LINGER, HTTPProtocol
 
 
 class HttpToolsProtocol(HTTPProtocol):
-    __slots__ = ("_head_limit", "_head_size", "_headers", "_parser", "_url")
+    __slots__ = ("_fed", "_head_limit", "_head_size", "_headers", "_parser", "_url")
 
     def __init__(self, context: ServerContext) -> None:
         super().__init__(context)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: Headers = []
-        self._head_size = 0
+        self._head_size = 0  # the complete head, counted from the parser's callbacks
+        self._fed = 0  # bytes received while a head is incomplete
         self._head_limit = context.config.limit_request_header_size
 
     def data_received(self, data: bytes) -> None:
         if self._state == IDLE:
             self._first_bytes()
-            self._head_size = 0
+            self._fed = 0
         if self._state == HEAD:
-            self._head_size += len(data)
+            self._fed += len(data)
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
@@ -49,7 +50,7 @@ class HttpToolsProtocol(HTTPProtocol):
         except httptools.HttpParserError as exc:
             self._on_bad_request(400, _reason(exc))
             return
-        if self._state == HEAD and self._head_size > self._head_limit:
+        if self._state == HEAD and self._fed > self._head_limit:
             self._on_bad_request(431, "Request head too large")
 
     def _parse_next(self) -> None:
@@ -61,17 +62,23 @@ class HttpToolsProtocol(HTTPProtocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._head_size = 16  # the request line around the URL, and the blank line
         if self._state == IDLE:
             self._first_bytes()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._head_size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         if self._state >= LINGER:
+            return
+        if self._head_size > self._head_limit:
+            self._on_bad_request(431, "Request head too large")
             return
         parser = self._parser
         self._on_head(

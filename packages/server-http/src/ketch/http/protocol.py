@@ -215,15 +215,23 @@ class HTTPProtocol(asyncio.Protocol):
         if _BAD_TARGET.search(target) is not None:
             self._send_error(400, "Invalid request target")
             return
+        if http_version == b"1.1":
+            version = "1.1"
+        elif http_version == b"1.0":
+            version = "1.0"
+        elif http_version[:1] in (b"2", b"3"):
+            self._send_error(505, "HTTP/2 and HTTP/3 are not served on an HTTP/1.1 connection")
+            return
+        else:  # HTTP/0.9 (no version) and unknown minor versions
+            self._send_error(400, "Unsupported HTTP version")
+            return
         problem, content_length, connection, expect, upgrade = _inspect(http_version, headers)
         if problem is not None:
             self._send_error(400, problem)
             return
-        if http_version == b"1.1":
-            version = "1.1"
+        if version == "1.1":
             keep_alive = b"close" not in connection
         else:
-            version = "1.0"
             keep_alive = b"keep-alive" in connection and b"close" not in connection
         if context.shutting_down:
             keep_alive = False

@@ -1,0 +1,86 @@
+"""Send every hostile input of tests/support/hostile.py to ketch and to Uvicorn,
+each with both parsers, and print what each answered.
+
+    hatch run python benchmarks/hostile_inputs.py
+
+Every server runs on 127.0.0.1 in a subprocess and is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.hostile import CASES, CLOSE, send_case  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SERVERS = {
+    "ketch h11": [str(BIN / "ketch"), "--http", "h11"],
+    "ketch httptools": [str(BIN / "ketch"), "--http", "httptools"],
+    "uvicorn h11": [str(BIN / "uvicorn"), "--http", "h11"],
+    "uvicorn httptools": [str(BIN / "uvicorn"), "--http", "httptools"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(command: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    process = subprocess.Popen(
+        [*command, "support.apps:echo", "--port", str(port), "--log-level", "critical"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process, port
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{command} did not start")
+
+
+def answer(port: int, data: bytes) -> str:
+    try:
+        status, _ = send_case(port, data, timeout=3)
+    except TimeoutError:
+        return "hang (3 s)"
+    except OSError as exc:
+        return f"error {exc.errno}"
+    return "close" if status == CLOSE else str(status)
+
+
+def main() -> None:
+    results: dict[str, dict[str, str]] = {}
+    for name, command in SERVERS.items():
+        process, port = start(command)
+        try:
+            results[name] = {case.id: answer(port, case.data) for case in CASES}
+        finally:
+            process.terminate()
+            process.wait(10)
+    names = list(SERVERS)
+    print("| input | expected | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for case in CASES:
+        expected = "close" if case.expected == CLOSE else str(case.expected)
+        row = [results[name][case.id] for name in names]
+        print(f"| {case.what} | {expected} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
