@@ -11,6 +11,7 @@ import inspect
 import logging
 import os
 import sys
+from collections.abc import Awaitable
 from typing import Any
 
 from ketch.core._types import (
@@ -73,12 +74,26 @@ def load_app(config: Config) -> tuple[ASGI3Application, str]:
     if config.log_level_number is not None and config.log_level_number <= TRACE_LOG_LEVEL:
         asgi = MessageLoggerMiddleware(asgi)
     if config.proxy_headers:
-        from ketch.proxy import ProxyHeadersMiddleware
-
-        asgi = ProxyHeadersMiddleware(
-            asgi, trusted_hosts=config.trusted_proxies, headers=config.forwarded_headers
-        )
+        asgi = with_proxy_headers(asgi, config)
     return asgi, interface
+
+
+def with_proxy_headers(app: ASGI3Application, config: Config) -> ASGI3Application:
+    """The app behind ketch-proxy's middleware. Its `prepare()` is called
+    directly rather than awaiting the middleware: one coroutine less per request."""
+    from ketch.proxy import ProxyHeadersMiddleware
+
+    prepare = ProxyHeadersMiddleware(
+        app, trusted_hosts=config.trusted_proxies, headers=config.forwarded_headers
+    ).prepare
+
+    def proxied(
+        scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> Awaitable[None]:
+        prepare(scope)
+        return app(scope, receive, send)
+
+    return proxied
 
 
 def detect_interface(app: Any) -> str:
