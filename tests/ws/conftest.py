@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+WS_IMPLEMENTATIONS = ["websockets", "wsproto"]
 
-@pytest.fixture(params=["websockets", "wsproto"])
+
+@pytest.fixture(params=WS_IMPLEMENTATIONS)
 def ws_impl(request: pytest.FixtureRequest) -> str:
-    """Each WebSocket behaviour runs once per library (and, with http_impl, per parser)."""
+    """Each WebSocket behaviour test runs once per library (and per HTTP parser)."""
     return str(request.param)

@@ -3,15 +3,13 @@ Importing this module imports neither websockets nor wsproto."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 
 from ketch.core import ServerContext
-from ketch.core._types import WebSocketScope
 from ketch.core.plugins import WebSocketUpgrade
 
 
-class Websockets:
+class WebSockets:
     name = "websockets"
     priority = 20
     requirement = "ketch-ws[websockets]"
@@ -20,19 +18,12 @@ class Websockets:
         return importlib.util.find_spec("websockets") is not None
 
     def upgrade_handler(self, context: ServerContext) -> WebSocketUpgrade:
-        from ketch.ws.protocol import WebSocketProtocol
-        from ketch.ws.websockets_impl import WebsocketsCodec
+        from ketch.ws.websockets_impl import WebSocketsProtocol
 
-        def upgrade(
-            transport: asyncio.Transport, scope: WebSocketScope, target: bytes, buffered: bytes
-        ) -> None:
-            protocol = WebSocketProtocol(context, WebsocketsCodec(context), scope)
-            protocol.take_over(transport, target, buffered)
-
-        return upgrade
+        return WebSocketsProtocol.upgrade_handler(context)
 
 
-class Wsproto:
+class WSProto:
     name = "wsproto"
     priority = 10
     requirement = "ketch-ws[wsproto]"
@@ -41,17 +32,10 @@ class Wsproto:
         return importlib.util.find_spec("wsproto") is not None
 
     def upgrade_handler(self, context: ServerContext) -> WebSocketUpgrade:
-        from ketch.ws.protocol import WebSocketProtocol
-        from ketch.ws.wsproto_impl import WsprotoCodec
+        from ketch.ws.wsproto_impl import WSProtoProtocol
 
-        def upgrade(
-            transport: asyncio.Transport, scope: WebSocketScope, target: bytes, buffered: bytes
-        ) -> None:
-            protocol = WebSocketProtocol(context, WsprotoCodec(context), scope)
-            protocol.take_over(transport, target, buffered)
-
-        return upgrade
+        return WSProtoProtocol.upgrade_handler(context)
 
 
-WEBSOCKETS = Websockets()
-WSPROTO = Wsproto()
+WEBSOCKETS = WebSockets()
+WSPROTO = WSProto()

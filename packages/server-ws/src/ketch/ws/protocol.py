@@ -1,429 +1,712 @@
-"""The WebSocket connection and its ASGI cycle, library-independent.
+"""One WebSocket connection and its ASGI cycle, written once for every library.
 
-The `websockets` and `wsproto` plugins differ only in their `Codec`: it checks
-the handshake, turns bytes into whole messages and control events, and
-messages into bytes (answering pings and close frames itself). Everything else
-lives here, once: the ASGI state machine (spec 2.5 with the Denial Response
-extension), queues and flow control both ways, keep-alive pings, the closing
-handshake, and the draining shutdown (close 1012 on restart, 1001 otherwise).
+The HTTP protocols hand an upgrade request over (`ketch.core.plugins.WebSocketUpgrade`);
+from then on this protocol owns the transport. The library adapters
+(`websockets_impl`, `wsproto_impl`) only check the handshake, build the 101
+response, parse incoming frames and build control frames. Everything else lives
+here, so that both behave identically: the ASGI state machine, the message
+queue and flow control both ways, keepalive pings, closing handshakes, denial
+responses, draining shutdown and logging.
+
+Data frames without an extension are framed here (RFC 6455 5.2: a server frame
+is 2 to 10 header bytes and the unmasked payload) and written without copying
+the payload; frames of a negotiated extension (per-message-deflate) come from
+the library.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
 import http
 import logging
 import os
+import re
+import struct
+import sys
 from collections import deque
-from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ketch.core import ServerContext
-from ketch.core._types import Headers, Message, WebSocketScope
-from ketch.core.scope import path_with_query
+from ketch.core._types import ASGI3Application, Headers, Message, WebSocketScope
+from ketch.core.scope import client_text, path_with_query
 from ketch.core.transport import WriteFlow
+
+if TYPE_CHECKING:
+    from ketch.core.plugins import WebSocketUpgrade
 
 logger = logging.getLogger("ketch.error")
 
-# How long the closing handshake may take before the socket is closed anyway.
+
+class State(enum.Enum):
+    """Where a connection is in the ASGI WebSocket spec."""
+
+    CONNECTING = 0  # handshake request received; the app has not answered yet
+    RESPONDING = 1  # the app sends a denial response (websocket.http.response.*)
+    CONNECTED = 2  # accepted: messages flow both ways
+    CLOSING = 3  # our close frame is sent; waiting for the peer's
+    CLOSED = 4  # done; the TCP connection is closing (bounded by a deadline)
+
+
+CONNECTING: Final = State.CONNECTING
+RESPONDING: Final = State.RESPONDING
+CONNECTED: Final = State.CONNECTED
+CLOSING: Final = State.CLOSING
+CLOSED: Final = State.CLOSED
+
+# what the connection's deadline means
+NOTHING, PING, PONG, CLOSE_REPLY, LINGER = 0, 1, 2, 3, 4
+
+# How long the peer has to answer our close frame, and how long a finished
+# connection may take to end its TCP connection, before we cut it.
 CLOSE_TIMEOUT = 5.0
-GOING_AWAY, SERVICE_RESTART, ABNORMAL = 1001, 1012, 1006
-INTERNAL_ERROR, TOO_BIG = 1011, 1009
+LINGER_SECONDS = 2.0
+# Unread bytes that arrive before the app accepts are held (the client may
+# not send frames yet); past this much, reading pauses until the app answers.
+PENDING_LIMIT = 64 * 1024
+# Data frames at least this big go out as two buffers (header, payload), not
+# concatenated: no copy of the payload.
+WRITE_SEPARATELY = 16 * 1024
+
+# Close codes (RFC 6455 7.4.1)
+NORMAL_CLOSURE = 1000
+GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
+ABNORMAL_CLOSURE = 1006
+INVALID_DATA = 1007
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+
+# Server-to-client frame headers with FIN set and no mask (RFC 6455 5.2)
+OP_TEXT, OP_BINARY = 0x1, 0x2
+_SHORT_HEADERS = {
+    opcode: [bytes((0x80 | opcode, length)) for length in range(126)]
+    for opcode in (OP_TEXT, OP_BINARY)
+}
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
+
+# RFC 9110 field names and values the app may send in a response head
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+_TASK_EAGER = sys.version_info >= (3, 12)
 
 
 class ClientDisconnected(OSError):
-    """`send()` on a WebSocket whose connection is closed (ASGI spec 2.4)."""
+    """`send()` on a WebSocket that is closed (ASGI spec 2.4)."""
 
 
-# --- what a codec reports ---------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Received:
-    data: str | bytes
+def frame_header(opcode: int, length: int) -> bytes:
+    """The header of an unmasked, final data frame of `length` payload bytes."""
+    if length < 126:
+        return _SHORT_HEADERS[opcode][length]
+    if length < 65536:
+        return _HEADER_16.pack(0x80 | opcode, 126, length)
+    return _HEADER_64.pack(0x80 | opcode, 127, length)
 
 
-@dataclass(frozen=True, slots=True)
-class Pong:
-    data: bytes
+class Settings:
+    """The --ws-* options, read once per server and shared by its connections."""
 
+    __slots__ = (
+        "max_queue",
+        "max_size",
+        "per_message_deflate",
+        "ping_interval",
+        "ping_timeout",
+        "resume_at",
+        "root_path",
+    )
 
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The peer sent a close frame, or the codec failed the connection (bad
-    frame, bad UTF-8, too big): a close frame is on its way, the socket goes."""
-
-    code: int
-    reason: str = ""
-
-
-Event = Received | Pong | Closed
-
-
-class Codec(Protocol):
-    """The library-specific part: the handshake and the frames."""
-
-    def handshake(self, scope: WebSocketScope, target: bytes) -> str | None:
-        """Check the upgrade request; the reason it is invalid, or None."""
-
-    def accept(self, subprotocol: str | None, headers: Headers) -> bytes:
-        """The 101 response (with negotiated extensions)."""
-
-    def receive(self, data: bytes) -> list[Event]:
-        """Frames in; whole messages and events out (pings are answered)."""
-
-    def send(self, data: str | bytes) -> bytes:
-        """One message as frames."""
-
-    def ping(self, payload: bytes) -> bytes: ...
-
-    def close(self, code: int, reason: str) -> bytes:
-        """A close frame (empty bytes when one was already sent)."""
-
-    def pending(self) -> bytes:
-        """Bytes the codec produced on its own (pongs, close replies)."""
-
-
-class State(enum.Enum):
-    """ASGI WebSocket spec: the server side of the connection."""
-
-    HANDSHAKE = 0  # the app has not accepted or refused yet
-    DENYING = 1  # the app is sending a denial response (websocket.http.response.*)
-    OPEN = 2  # accepted
-    CLOSING = 3  # a close frame has been sent, waiting for the peer's
-    CLOSED = 4
+    def __init__(self, context: ServerContext) -> None:
+        config = context.config
+        self.max_size: int = config.ws_max_size
+        self.max_queue: int = config.ws_max_queue
+        # after a full queue paused reading, read again once the app caught up
+        self.resume_at = self.max_queue // 4
+        interval = config.ws_ping_interval
+        timeout = config.ws_ping_timeout
+        self.ping_interval: float | None = interval if interval and interval > 0 else None
+        self.ping_timeout: float | None = timeout if timeout and timeout > 0 else None
+        self.per_message_deflate: bool = config.ws_per_message_deflate
+        self.root_path: str = config.root_path
 
 
 class WebSocketProtocol(asyncio.Protocol):
+    """One WebSocket connection. Subclasses adapt a library (see the hooks at the end)."""
+
     __slots__ = (
-        "_app_done",
-        "_close_code",
-        "_close_reason",
-        "_codec",
-        "_denial",
-        "_disconnected",
-        "_inbox",
-        "_paused",
-        "_pending_data",
-        "_ping_payload",
-        "_ping_timer",
-        "_pong_timer",
+        "_app_closed",
+        "_closing_code",
+        "_disconnect",
+        "_due",
+        "_flow",
+        "_pending",
+        "_pending_head",
+        "_queue",
+        "_raw_frames",
+        "_read_paused",
+        "_response_chunked",
+        "_state",
         "_waiter",
         "context",
         "deadline",
-        "flow",
         "scope",
-        "state",
+        "settings",
+        "target",
         "transport",
     )
 
-    def __init__(self, context: ServerContext, codec: Codec, scope: WebSocketScope) -> None:
+    # the library's name, for messages
+    library: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        context: ServerContext,
+        settings: Settings,
+        transport: asyncio.Transport,
+        scope: WebSocketScope,
+        target: bytes,
+    ) -> None:
         self.context = context
-        self._codec = codec
-        self.scope = scope
-        self.state = State.HANDSHAKE
-        self.flow = WriteFlow()
-        self.deadline = 0.0
-        self._inbox: deque[Message] = deque([{"type": "websocket.connect"}])
-        self._waiter: asyncio.Future[None] | None = None
-        self._paused = False
-        self._disconnected = False
-        self._close_code = ABNORMAL
-        self._close_reason = ""
-        self._denial: tuple[int, Headers, list[bytes]] | None = None
-        self._ping_timer: asyncio.TimerHandle | None = None
-        self._pong_timer: asyncio.TimerHandle | None = None
-        self._ping_payload = b""
-        self._app_done = False
-        self._pending_data = b""
-
-    # --- taking over the connection from the HTTP protocol -------------------------------
-    def take_over(self, transport: asyncio.Transport, target: bytes, buffered: bytes) -> None:
+        self.settings = settings
         self.transport = transport
-        transport.set_protocol(self)
-        context = self.context
-        problem = self._codec.handshake(self.scope, target)
-        if problem is not None:
-            text = [(b"content-type", b"text/plain; charset=utf-8")]
-            transport.write(http_response(context, 400, text, problem.encode()))
-            transport.close()
-            return
-        context.connections.add(self)
-        self._pending_data = buffered  # a client must wait for the 101; keep it anyway
-        task = context.loop.create_task(self._run_asgi())
-        context.tasks.add(task)
-        task.add_done_callback(context.tasks.discard)
+        self.scope = scope
+        self.target = target
+        self.deadline = 0.0
+        self._due = NOTHING
+        self._state = CONNECTING
+        self._queue: deque[Message] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._disconnect: Message | None = None  # once queued, what receive() returns at the end
+        self._flow = WriteFlow()
+        self._read_paused = False
+        self._pending: bytes | None = None  # bytes received before the app accepted
+        self._raw_frames = True  # no extension: data frames are framed here
+        self._app_closed = False  # the app sent websocket.close
+        self._closing_code = 0  # set when shutdown asks a connecting socket to close
+        self._response_chunked = False
+        self._pending_head: tuple[int, Headers] | None = None  # a denial response's
 
-    # --- asyncio.Protocol -----------------------------------------------------------------
+    @classmethod
+    def upgrade_handler(cls, context: ServerContext) -> WebSocketUpgrade:
+        settings = Settings(context)
+
+        def upgrade(
+            transport: asyncio.Transport, scope: WebSocketScope, target: bytes, buffered: bytes
+        ) -> None:
+            cls(context, settings, transport, scope, target).start(buffered)
+
+        return upgrade
+
+    # --- taking over the connection ----------------------------------------------------
+    def start(self, buffered: bytes) -> None:
+        context = self.context
+        self.transport.set_protocol(self)
+        context.connections.add(self)
+        if buffered:
+            self._hold(buffered)
+        problem = _check_request(self.scope)
+        if problem is not None:
+            self._refuse(*problem)
+            return
+        refusal = self.handshake()
+        if refusal is not None:
+            self._log(refusal[9:12].decode("latin-1"))
+            self.transport.write(refusal)
+            self._finish()
+            return
+        self._queue.append({"type": "websocket.connect"})
+        coro = self._run_app(context.app)
+        if _TASK_EAGER:
+            task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
+                coro, loop=context.loop, eager_start=True
+            )
+        else:
+            task = context.loop.create_task(coro)
+        if not task.done():
+            context.tasks.add(task)
+            task.add_done_callback(context.tasks.discard)
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        if self.state in (State.HANDSHAKE, State.DENYING, State.CLOSED):
-            return  # nothing may come before the 101; nothing counts after the close
-        try:
-            events = self._codec.receive(data)
-        finally:
-            self._flush()
-        for event in events:
-            if type(event) is Received:
-                self._deliver(
-                    {"type": "websocket.receive", "text": event.data}
-                    if isinstance(event.data, str)
-                    else {"type": "websocket.receive", "bytes": event.data}
-                )
-            elif type(event) is Pong:
-                if event.data == self._ping_payload and self._pong_timer is not None:
-                    self._pong_timer.cancel()
-                    self._pong_timer = None
-            else:
-                closed = cast(Closed, event)
-                self._peer_closed(closed.code, closed.reason)
-                return
-        if len(self._inbox) >= self.context.config.ws_max_queue and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
+        state = self._state
+        if state is CONNECTED or state is CLOSING:
+            self.receive_frames(data)
+        elif state is CLOSED:
+            pass  # finished: what still comes is dropped until the peer closes
+        else:
+            self._hold(data)
 
     def eof_received(self) -> bool | None:
-        return None
+        return None  # the peer is gone (or answered our EOF): close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._state = CLOSED
+        self.deadline = 0.0
+        self._due = NOTHING
         self.context.connections.discard(self)
-        self.flow.connection_lost()
-        self._stop_pings()
-        if self.state is not State.CLOSED:
-            self.state = State.CLOSED
-        self._disconnect(self._close_code, self._close_reason)
+        self._flow.connection_lost()
+        self._queue_disconnect(ABNORMAL_CLOSURE, "")
 
     def pause_writing(self) -> None:
-        self.flow.pause()
+        self._flow.pause()
 
     def resume_writing(self) -> None:
-        self.flow.resume()
+        self._flow.resume()
 
-    # --- the server's calls (ketch.core.context.Connection) ---------------------------------
+    # --- what the server calls (ketch.core.context.Connection) ---------------------------
     def on_deadline(self) -> None:
-        """The closing handshake took too long."""
-        self.deadline = 0.0
-        self.transport.close()
+        due = self._due
+        if due == PING:
+            self._ping()
+        elif due == PONG:
+            self._fail_locally(INTERNAL_ERROR, "keepalive ping timeout")
+        elif due == CLOSE_REPLY:
+            self._finish()
+        elif due == LINGER:
+            self.abort()
 
     def shutdown(self) -> None:
         code = SERVICE_RESTART if self.context.restarting else GOING_AWAY
-        if self.state is State.OPEN:
-            reason = "Server restarting" if code == SERVICE_RESTART else "Server shutting down"
-            self._close(code, reason)
-            self._disconnect(code, "")
-        elif self.state in (State.HANDSHAKE, State.DENYING):
-            self.state = State.CLOSED
-            self.transport.close()
+        state = self._state
+        if state is CONNECTED:
+            self._close(code, "")
+        elif state is CONNECTING:
+            self._closing_code = code  # closed right after the app accepts
+        # a denial response being sent, or a closing handshake, finishes on its own
 
     def abort(self) -> None:
-        self.state = State.CLOSED
+        self._state = CLOSED
+        self.deadline = 0.0
         self.transport.abort()
 
-    # --- events -------------------------------------------------------------------------
-    def _deliver(self, message: Message) -> None:
-        self._inbox.append(message)
+    # --- ASGI receive ---------------------------------------------------------------------
+    async def receive(self) -> Message:
+        queue = self._queue
+        while not queue:
+            if self._disconnect is not None:
+                return self._disconnect  # the end, as often as the app asks
+            waiter = self._waiter = self.context.loop.create_future()
+            await waiter
+        message = queue.popleft()
+        if self._read_paused and len(queue) <= self.settings.resume_at:
+            self._read_paused = False
+            if self._state is not CLOSED:
+                self.transport.resume_reading()
+        return message
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _disconnect(self, code: int, reason: str) -> None:
-        if not self._disconnected:
-            self._disconnected = True
-            self._deliver({"type": "websocket.disconnect", "code": code, "reason": reason})
-
-    def _peer_closed(self, code: int, reason: str) -> None:
-        """A close frame came (the codec replied), or the codec failed the connection."""
-        self._close_code, self._close_reason = code, reason
-        self.state = State.CLOSED
-        self._stop_pings()
-        self._disconnect(code, reason)
-        self.transport.close()  # the server closes the TCP connection first (RFC 6455 7.1.1)
-
-    def _close(self, code: int, reason: str) -> None:
-        """Start the closing handshake from our side."""
-        if self.state is not State.OPEN:
-            return
-        self._close_code, self._close_reason = code, reason
-        self.state = State.CLOSING
-        self._stop_pings()
-        self._write(self._codec.close(code, reason))
-        self.deadline = self.context.now + CLOSE_TIMEOUT
-
-    def _write(self, data: bytes) -> None:
-        if data and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def _flush(self) -> None:
-        self._write(self._codec.pending())
-
-    # --- pings ----------------------------------------------------------------------------
-    def _schedule_ping(self) -> None:
-        interval = self.context.config.ws_ping_interval
-        if interval:
-            self._ping_timer = self.context.loop.call_later(interval, self._ping)
-
-    def _ping(self) -> None:
-        if self.state is not State.OPEN:
-            return
-        self._ping_payload = os.urandom(4)
-        self._write(self._codec.ping(self._ping_payload))
-        timeout = self.context.config.ws_ping_timeout
-        if timeout:
-            self._pong_timer = self.context.loop.call_later(timeout, self._no_pong)
-        self._schedule_ping()
-
-    def _no_pong(self) -> None:
-        """The peer stopped answering: drop it."""
-        self._pong_timer = None
-        if self.state is State.OPEN:
-            self._close(INTERNAL_ERROR, "keepalive ping timeout")
-            self._disconnect(INTERNAL_ERROR, "keepalive ping timeout")
-        self.transport.close()
-
-    def _stop_pings(self) -> None:
-        for timer in (self._ping_timer, self._pong_timer):
-            if timer is not None:
-                timer.cancel()
-        self._ping_timer = self._pong_timer = None
-
-    # --- the application --------------------------------------------------------------------
-    async def _run_asgi(self) -> None:
-        try:
-            await self.context.app(self.scope, self.receive, self.send)  # type: ignore[arg-type]
-        except BaseException as exc:
-            self._app_failed(exc)
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            return
-        finally:
-            self._app_done = True
-        if self.state is State.HANDSHAKE:
-            logger.error("ASGI callable returned without sending handshake.")
-            self._respond(500, [], b"Internal Server Error")
-        elif self.state is State.DENYING:
-            logger.error("ASGI callable returned without completing the denial response.")
-            self.transport.close()
-        elif self.state is State.OPEN:
-            self._close(1000, "")
-
-    def _app_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, asyncio.CancelledError) or self._disconnected:
-            if self.state is not State.CLOSED:
-                self.transport.close()
-            return
-        logger.error("Exception in ASGI application\n", exc_info=exc)
-        if self.state is State.HANDSHAKE:
-            self._respond(500, [], b"Internal Server Error")
-        elif self.state is State.OPEN:
-            self._close(INTERNAL_ERROR, "")
+    def on_message(self, data: bytes | str) -> None:
+        """A complete data message from the peer (adapters call this)."""
+        if self._state is not CONNECTED:
+            return  # after our close frame, data is discarded (RFC 6455 1.4)
+        queue = self._queue
+        if type(data) is str:
+            queue.append({"type": "websocket.receive", "text": data})
         else:
-            self.transport.close()
+            queue.append({"type": "websocket.receive", "bytes": data})
+        self._wake()
+        if len(queue) >= self.settings.max_queue and not self._read_paused:
+            self._read_paused = True  # the app is slow: stop reading until it catches up
+            self.transport.pause_reading()
 
-    def _respond(self, status: int, headers: Headers, body: bytes) -> None:
-        """Refuse the upgrade with an HTTP response, and close."""
-        self._log(status)
-        self.state = State.CLOSED
-        self._write(http_response(self.context, status, headers, body))
-        self.transport.close()
+    def _queue_disconnect(self, code: int, reason: str) -> None:
+        if self._disconnect is None:
+            message = self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            self._queue.append(message)
+            self._wake()
 
-    def _log(self, status: int) -> None:
-        context = self.context
-        if context.access_logger is not None:
-            scope = self.scope
-            context.log_access(
-                scope["client"], "WebSocket", path_with_query(scope), scope["http_version"], status
-            )
-
-    async def receive(self) -> Message:
-        while not self._inbox:
-            waiter = self._waiter = self.context.loop.create_future()
-            await waiter
-        message = self._inbox.popleft()
-        if message["type"] == "websocket.disconnect":
-            self._inbox.appendleft(message)  # every later receive() gets it too
-        elif self._paused and len(self._inbox) < self.context.config.ws_max_queue:
-            self._paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
-        return message
-
+    # --- ASGI send -----------------------------------------------------------------------
     async def send(self, message: Message) -> None:
-        if self.flow.paused:
-            await self.flow.drain()
         kind = message["type"]
-        state = self.state
-        if state is State.HANDSHAKE:
-            if kind == "websocket.accept":
-                self._accept(message)
-            elif kind == "websocket.close":
-                self._respond(403, [], b"")
-            elif kind == "websocket.http.response.start":
-                self.state = State.DENYING
-                self._denial = (int(message["status"]), list(message.get("headers", [])), [])
+        if kind == "websocket.send" and self._state is CONNECTED:
+            flow = self._flow
+            if flow.paused:
+                await flow.drain()  # the peer reads slowly: wait, do not buffer
+                if self._state is not CONNECTED:
+                    self._check_after_close(kind)
+                    return
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+                if data is None:
+                    raise RuntimeError("websocket.send needs 'bytes' or 'text'")
+            if self._raw_frames:
+                self._write_raw(data)
             else:
+                self.transport.write(self.data_frame(data))
+            return
+        state = self._state
+        if state is CONNECTING:
+            self._send_handshake(message)
+        elif state is CONNECTED:
+            if kind != "websocket.close":
                 raise RuntimeError(
-                    "Expected ASGI message 'websocket.accept', 'websocket.close' or "
-                    f"'websocket.http.response.start', but got {kind!r}."
+                    f"Expected ASGI message 'websocket.send' or 'websocket.close', but got {kind!r}."
                 )
-        elif state is State.DENYING:
+            code = message.get("code") or NORMAL_CLOSURE
+            if not _valid_close_code(code):
+                raise RuntimeError(f"Invalid WebSocket close code {code!r}")
+            self._app_closed = True
+            self._close(code, _short_reason(message.get("reason") or ""))
+        elif state is RESPONDING:
             if kind != "websocket.http.response.body":
                 raise RuntimeError(
                     f"Expected ASGI message 'websocket.http.response.body', but got {kind!r}."
                 )
-            assert self._denial is not None
-            status, headers, chunks = self._denial
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                self._respond(status, headers, b"".join(chunks))
-        elif state is State.OPEN:
-            if kind == "websocket.send":
-                text, data = message.get("text"), message.get("bytes")
-                if text is not None:
-                    self._write(self._codec.send(str(text)))
-                elif data is not None:
-                    self._write(self._codec.send(bytes(data)))
-                else:
-                    raise RuntimeError("websocket.send needs 'text' or 'bytes'")
-            elif kind == "websocket.close":
-                code = int(message.get("code") or 1000)
-                self._close(code, str(message.get("reason") or ""))
-                self._disconnect(code, "")
-            else:
-                raise RuntimeError(
-                    "Expected ASGI message 'websocket.send' or 'websocket.close', "
-                    f"but got {kind!r}."
-                )
+            await self._send_response_body(message)
         else:
-            raise ClientDisconnected(f"Cannot send {kind!r}: the WebSocket is closed.")
+            self._check_after_close(kind)
+
+    def _check_after_close(self, kind: str) -> None:
+        """A message after the connection closed: an error only if the app closed it."""
+        if self._app_closed:
+            raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'.")
+        if kind == "websocket.close":
+            return  # the peer or the server closed first: nothing left to do
+        raise ClientDisconnected(f"{kind!r} sent after the WebSocket closed")
+
+    def _write_raw(self, data: bytes | str) -> None:
+        """A data frame framed here: one write for a small one, no payload copy for a big one."""
+        if type(data) is str:
+            payload = data.encode("utf-8")
+            opcode = OP_TEXT
+        else:
+            payload = data  # type: ignore[assignment]
+            opcode = OP_BINARY
+        size = len(payload)
+        if size < WRITE_SEPARATELY:
+            self.transport.write(frame_header(opcode, size) + payload)
+        else:
+            self.transport.writelines((frame_header(opcode, size), payload))
+
+    def _send_handshake(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.close":
+            self._app_closed = True
+            self._queue_disconnect(ABNORMAL_CLOSURE, "")
+            self._refuse(403, b"")
+        elif kind == "websocket.http.response.start":
+            self._start_response(message)
+        else:
+            raise RuntimeError(
+                "Expected ASGI message 'websocket.accept', 'websocket.close' or "
+                f"'websocket.http.response.start', but got {kind!r}."
+            )
 
     def _accept(self, message: Message) -> None:
-        subprotocol = message.get("subprotocol")
-        headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", [])]
-        self._write(self._codec.accept(subprotocol, headers))
-        self.state = State.OPEN
-        self._log(101)
-        self._schedule_ping()
-        pending = self._pending_data
-        if pending:
-            self._pending_data = b""
-            self.data_received(pending)
+        subprotocol: str | None = message.get("subprotocol")
+        if subprotocol is not None and subprotocol not in self.scope["subprotocols"]:
+            raise RuntimeError(f"The client did not offer the subprotocol {subprotocol!r}")
+        headers = self._response_headers(message.get("headers") or ())
+        self.transport.write(self.accept_response(subprotocol, headers))
+        self._state = CONNECTED
+        self._log("[accepted]")
+        settings = self.settings
+        if settings.ping_interval is not None:
+            self._due = PING
+            self.deadline = self.context.now + settings.ping_interval
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            if self._read_paused and len(self._queue) < settings.max_queue:
+                self._read_paused = False
+                self.transport.resume_reading()
+            self.receive_frames(pending)
+        if self._closing_code and self._state is CONNECTED:
+            self._close(self._closing_code, "")
 
+    # --- denial responses (HTTP, before the handshake completes) --------------------------
+    def _start_response(self, message: Message) -> None:
+        status = message["status"]
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise RuntimeError(f"Invalid HTTP status code {status!r} in response")
+        headers = list(message.get("headers") or ())
+        names = {name.lower() for name, _ in headers}
+        self._response_chunked = b"content-length" not in names
+        self._state = RESPONDING
+        self._log(str(status))
+        # the head waits for the first body message: a small response is one write
+        self._pending_head = (status, headers)
 
-def default_headers(context: ServerContext, headers: Headers) -> Headers:
-    """Ketch's Server/Date/--header defaults, unless the app set them itself."""
-    own = {name for name, _ in headers}
-    return [pair for pair in context.default_headers.pairs if pair[0] not in own] + list(headers)
+    async def _send_response_body(self, message: Message) -> None:
+        if self._flow.paused:
+            await self._flow.drain()
+        if self._state is not RESPONDING:
+            raise ClientDisconnected("the client left during the response")
+        body: bytes = message.get("body", b"")
+        more_body: bool = message.get("more_body", False)
+        head = self._pending_head
+        chunks: list[bytes] = []
+        if head is not None:
+            self._pending_head = None
+            status, headers = head
+            extra: Headers = []
+            if self._response_chunked:
+                if more_body:
+                    extra.append((b"transfer-encoding", b"chunked"))
+                else:
+                    self._response_chunked = False
+                    extra.append((b"content-length", b"%d" % len(body)))
+            chunks.append(self._http_head(status, [*headers, *extra]))
+        if self._response_chunked:
+            if body:
+                chunks.append(b"%x\r\n%s\r\n" % (len(body), body))
+            if not more_body:
+                chunks.append(b"0\r\n\r\n")
+        elif body:
+            chunks.append(body)
+        if chunks:
+            self.transport.write(b"".join(chunks))
+        if not more_body:
+            self._queue_disconnect(ABNORMAL_CLOSURE, "")
+            self._finish()
 
+    def _refuse(self, status: int, body: bytes, headers: Headers | None = None) -> None:
+        """Answer the upgrade request with a plain HTTP response and close."""
+        if self._state is CLOSED:
+            return
+        self._log(str(status))
+        headers = [
+            *(headers or ()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        self.transport.write(self._http_head(status, headers) + body)
+        self._queue_disconnect(ABNORMAL_CLOSURE, "")
+        self._finish()
 
-def http_response(context: ServerContext, status: int, headers: Headers, body: bytes) -> bytes:
-    """A complete HTTP/1.1 response refusing the upgrade (the socket closes after)."""
-    try:
-        reason = http.HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        reason = b""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    for name, value in default_headers(context, [(k.lower(), v) for k, v in headers]):
-        if name not in (b"content-length", b"connection", b"transfer-encoding"):
+    def _http_head(self, status: int, headers: Any) -> bytes:
+        try:
+            phrase = http.HTTPStatus(status).phrase.encode("ascii")
+        except ValueError:
+            phrase = b""
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
+        for name, value in self._response_headers(headers):
             lines.append(b"%s: %s\r\n" % (name, value))
-    lines.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-    return b"".join(lines) + body
+        lines.append(b"connection: close\r\n\r\n")
+        return b"".join(lines)
+
+    def _response_headers(self, headers: Any) -> Headers:
+        """The app's headers (checked), then ketch's defaults it did not override."""
+        checked: Headers = []
+        names: set[bytes] = set()
+        for name, value in headers:
+            if _HEADER_NAME.fullmatch(name) is None or _BAD_VALUE.search(value) is not None:
+                raise RuntimeError(f"Invalid HTTP header {name!r}: {value!r}")
+            lower = name.lower()
+            if lower == b"connection":
+                continue  # ketch decides
+            names.add(lower)
+            checked.append((lower, value))
+        defaults = self.context.default_headers
+        checked.extend(pair for pair in defaults.pairs if pair[0] not in names)
+        return checked
+
+    # --- running the app -----------------------------------------------------------------
+    async def _run_app(self, app: ASGI3Application) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            self._app_ended()
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.error("Exception in ASGI application\n", exc_info=exc)
+            self._app_failed()
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+        else:
+            self._app_ended()
+
+    def _app_ended(self) -> None:
+        state = self._state
+        if state is CONNECTING:
+            logger.error("ASGI callable returned without completing handshake.")
+            self._refuse(500, b"Internal Server Error")
+        elif state is RESPONDING:
+            logger.error("ASGI callable returned without completing response.")
+            self._finish()
+        elif state is CONNECTED:
+            self._close(NORMAL_CLOSURE, "")  # the app is done: close properly
+
+    def _app_failed(self) -> None:
+        state = self._state
+        if state is CONNECTING:
+            self._refuse(500, b"Internal Server Error")
+        elif state is RESPONDING:
+            self._finish()
+        elif state is CONNECTED:
+            self._close(INTERNAL_ERROR, "")
+
+    # --- closing ------------------------------------------------------------------------------
+    def _close(self, code: int, reason: str) -> None:
+        """Start the closing handshake: our close frame, then wait (bounded) for the peer's."""
+        self.transport.write(self.close_frame(code, reason))
+        self._state = CLOSING
+        self._queue_disconnect(code, reason)
+        self._due = CLOSE_REPLY
+        self.deadline = self.context.now + CLOSE_TIMEOUT
+        if self._read_paused:  # the peer's close frame must get through
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def on_close(self, code: int, reason: str) -> None:
+        """The peer's close frame arrived; the adapter has answered it if needed."""
+        self._queue_disconnect(code, reason)
+        self._finish()
+
+    def on_protocol_error(self, code: int, reason: str) -> None:
+        """The peer broke the protocol; the adapter has sent our close frame."""
+        self._log_closed(code, reason)
+        self._queue_disconnect(code, reason)
+        self._finish()
+
+    def _fail_locally(self, code: int, reason: str) -> None:
+        """Give up on the peer (it stopped answering pings)."""
+        if self._state is CONNECTED:
+            self.transport.write(self.close_frame(code, reason))
+        self._log_closed(code, reason)
+        self._queue_disconnect(code, reason)
+        self._finish()
+
+    def on_pong(self) -> None:
+        if self._due == PONG:
+            self._due = PING
+            interval = self.settings.ping_interval
+            assert interval is not None
+            self.deadline = self.context.now + interval
+
+    def _ping(self) -> None:
+        if self._state is not CONNECTED:
+            return
+        self.transport.write(self.ping_frame(os.urandom(4)))
+        settings = self.settings
+        if settings.ping_timeout is not None:
+            self._due = PONG
+            self.deadline = self.context.now + settings.ping_timeout
+        else:
+            assert settings.ping_interval is not None
+            self.deadline = self.context.now + settings.ping_interval
+
+    def _finish(self) -> None:
+        """The WebSocket is over: end the TCP connection without losing what we sent.
+
+        The server closes first (RFC 6455 7.1.1). Half-closing, then reading
+        until the peer closes, avoids a reset that could destroy our last
+        frames in the peer's receive buffer; the deadline bounds the wait."""
+        if self._state is CLOSED:
+            return
+        self._state = CLOSED
+        self._due = LINGER
+        self.deadline = self.context.now + LINGER_SECONDS
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if transport.can_write_eof():
+            if self._read_paused:
+                self._read_paused = False
+                transport.resume_reading()
+            try:
+                transport.write_eof()
+                return
+            except OSError:
+                pass
+        transport.close()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _hold(self, data: bytes) -> None:
+        """Keep bytes that arrive before the app accepted, for after the handshake."""
+        pending = self._pending = data if self._pending is None else self._pending + data
+        if len(pending) > PENDING_LIMIT and not self._read_paused:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _log(self, outcome: str) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                '%s - "WebSocket %s" %s',
+                client_text(self.scope["client"]),
+                path_with_query(self.scope),
+                outcome,
+            )
+
+    def _log_closed(self, code: int, reason: str) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                '%s - "WebSocket %s" closed with %d: %s',
+                client_text(self.scope["client"]),
+                path_with_query(self.scope),
+                code,
+                reason,
+            )
+
+    # --- the library adapter ----------------------------------------------------------------------
+    def handshake(self) -> bytes | None:
+        """Check the upgrade request (`self.scope`, `self.target`) and negotiate
+        extensions; None if it is valid, else the HTTP error response to send."""
+        raise NotImplementedError
+
+    def accept_response(self, subprotocol: str | None, headers: Headers) -> bytes:
+        """The 101 response with `headers`; sets `_raw_frames` False when an
+        extension was negotiated."""
+        raise NotImplementedError
+
+    def receive_frames(self, data: bytes) -> None:
+        """Parse `data`; answer pings and the peer's close frame; call `on_message`,
+        `on_pong`, `on_close` or `on_protocol_error`."""
+        raise NotImplementedError
+
+    def data_frame(self, data: bytes | str) -> bytes:
+        """A data frame (text for a str) through the negotiated extension."""
+        raise NotImplementedError
+
+    def close_frame(self, code: int, reason: str) -> bytes:
+        raise NotImplementedError
+
+    def ping_frame(self, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+
+def _check_request(scope: WebSocketScope) -> tuple[int, bytes, Headers] | None:
+    """What both libraries must refuse alike (RFC 6455 4.2.1): the HTTP
+    version, the key and the protocol version. The adapters check the rest."""
+    if scope["http_version"] != "1.1":
+        return 505, b"WebSocket needs HTTP/1.1", []
+    keys = [value for name, value in scope["headers"] if name == b"sec-websocket-key"]
+    try:
+        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
+    except ValueError:
+        valid_key = False
+    if not valid_key:
+        return 400, b"Invalid Sec-WebSocket-Key header", []
+    versions = [value for name, value in scope["headers"] if name == b"sec-websocket-version"]
+    if versions != [b"13"]:
+        return 426, b"Unsupported WebSocket version", [(b"sec-websocket-version", b"13")]
+    return None
+
+
+def _valid_close_code(code: object) -> bool:
+    """Codes an endpoint may send (RFC 6455 7.4)."""
+    return isinstance(code, int) and (
+        code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
+    )
+
+
+def _short_reason(reason: str) -> str:
+    """A close reason that fits a control frame (125 bytes, 2 for the code)."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= 123:
+        return reason
+    return encoded[:123].decode("utf-8", "ignore")

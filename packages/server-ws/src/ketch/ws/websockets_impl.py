@@ -1,122 +1,147 @@
-"""WebSockets on the `websockets` library's sans-I/O `ServerProtocol`."""
+"""WebSockets on the `websockets` library's sans-I/O `ServerProtocol` (websockets >= 14).
+
+The HTTP protocol has parsed the upgrade request already, so the library's
+protocol starts in the OPEN state (it parses frames only) and checks the
+handshake with `accept()`; the 101 response it builds is sent when the app
+accepts. The library does not check UTF-8 in text messages: that is done here.
+"""
 
 from __future__ import annotations
 
-from websockets.exceptions import InvalidHandshake
+from typing import cast
+
+from websockets.datastructures import Headers as WSHeaders
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Close, Frame, Opcode
-from websockets.http11 import Request
-from websockets.protocol import State as WSState
+from websockets.frames import Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from ketch.core import ServerContext
-from ketch.core._types import Headers, WebSocketScope
-from ketch.ws.protocol import Closed, Event, Pong, Received, default_headers
+from ketch.core._types import Headers
+from ketch.ws.protocol import INVALID_DATA, WebSocketProtocol
 
-_DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+TEXT, BINARY, CONT, PONG, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
 
 
-class WebsocketsCodec:
-    __slots__ = ("_chosen", "_context", "_parts", "_protocol", "_request", "_text")
-
-    def __init__(self, context: ServerContext) -> None:
-        config = context.config
-        self._context = context
-        self._chosen: str | None = None
-        self._protocol = ServerProtocol(
-            extensions=[ServerPerMessageDeflateFactory()] if config.ws_per_message_deflate else [],
-            select_subprotocol=lambda _protocol, _offered: self._chosen,  # type: ignore[arg-type,return-value]
-            max_size=config.ws_max_size,
+def _deflate() -> list[ServerPerMessageDeflateFactory]:
+    # the memory-saving settings the websockets documentation recommends
+    return [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
         )
-        self._request: Request | None = None
-        self._parts: list[bytes] = []
-        self._text = False
+    ]
 
-    def handshake(self, scope: WebSocketScope, target: bytes) -> str | None:
-        # The protocol reads the request itself, then moves on to frames.
-        head = [b"GET %s HTTP/1.1\r\n" % target]
-        head += [b"%s: %s\r\n" % (name, value) for name, value in scope["headers"]]
-        head.append(b"\r\n")
-        self._protocol.receive_data(b"".join(head))
-        requests = [e for e in self._protocol.events_received() if isinstance(e, Request)]
-        if not requests:
-            return "Invalid WebSocket upgrade"
-        request = self._request = requests[0]
-        # websockets checks the request when it builds the response: try it now on
-        # a throwaway protocol, so that a bad upgrade is refused before the app runs
-        probe = ServerProtocol()
-        if probe.accept(request).status_code != 101:
-            exc = probe.handshake_exc
-            return str(exc) if isinstance(exc, InvalidHandshake) else "Invalid WebSocket upgrade"
+
+class WebSocketsProtocol(WebSocketProtocol):
+    __slots__ = ("_conn", "_fragments", "_response", "_text")
+
+    library = "websockets"
+
+    def handshake(self) -> bytes | None:
+        settings = self.settings
+        conn = self._conn = ServerProtocol(
+            extensions=_deflate() if settings.per_message_deflate else None,
+            state=OPEN,
+            max_size=settings.max_size,
+        )
+        headers = WSHeaders(
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.scope["headers"]]
+        )
+        response = conn.accept(Request(self.target.decode("latin-1"), headers))
+        if response.status_code != 101:
+            return response.serialize()
+        self._response: Response | None = response
+        self._fragments: list[bytes] | None = None
+        self._text = False
+        self._raw_frames = not conn.extensions
         return None
 
-    def accept(self, subprotocol: str | None, headers: Headers) -> bytes:
-        assert self._request is not None
-        self._chosen = subprotocol
-        response = self._protocol.accept(self._request)
-        for own in ("Server", "Date"):  # ketch's own go in instead
-            if own in response.headers:
-                del response.headers[own]
-        for key, value in default_headers(self._context, headers):
-            response.headers[key.decode("latin-1")] = value.decode("latin-1")
-        self._protocol.send_response(response)
-        return self.pending()
+    def accept_response(self, subprotocol: str | None, headers: Headers) -> bytes:
+        response = self._response
+        assert response is not None
+        self._response = None
+        response_headers = response.headers
+        del response_headers["Date"]  # ketch's own Date (and Server) are in `headers`
+        for name, value in headers:
+            response_headers[name.decode("latin-1")] = value.decode("latin-1")
+        if subprotocol is not None:
+            response_headers["Sec-WebSocket-Protocol"] = subprotocol
+        return response.serialize()
 
-    def receive(self, data: bytes) -> list[Event]:
-        protocol = self._protocol
-        protocol.receive_data(data)
-        events: list[Event] = []
-        for frame in protocol.events_received():
-            if not isinstance(frame, Frame):
-                continue  # the handshake request was parsed by ketch-http
+    def receive_frames(self, data: bytes) -> None:
+        conn = self._conn
+        conn.receive_data(data)
+        close = None
+        failed = False
+        for frame in conn.events_received():
             opcode = frame.opcode
-            if opcode in _DATA:
-                if opcode is not Opcode.CONT:
-                    self._text = opcode is Opcode.TEXT
-                    self._parts = []
-                self._parts.append(bytes(frame.data))
-                if frame.fin:
-                    payload = b"".join(self._parts)
-                    self._parts = []
-                    if self._text:
-                        try:
-                            events.append(Received(payload.decode("utf-8")))
-                        except UnicodeDecodeError:
-                            protocol.fail(1007, "invalid UTF-8 in a text message")
-                            events.append(Closed(1007, "invalid UTF-8 in a text message"))
-                            return events
-                    else:
-                        events.append(Received(payload))
-            elif opcode is Opcode.PONG:
-                events.append(Pong(bytes(frame.data)))
-            elif opcode is Opcode.CLOSE:
-                close = Close.parse(frame.data) if frame.data else None
-                # websockets has queued the reply close frame
-                events.append(Closed(close.code if close else 1005, close.reason if close else ""))
-                return events
-        exc = protocol.parser_exc
-        if exc is not None or protocol.state is WSState.CLOSING:
-            sent = protocol.close_sent
-            events.append(Closed(sent.code if sent else 1002, sent.reason if sent else str(exc)))
-        return events
+            payload = cast(bytes, frame.data)
+            if opcode is BINARY or opcode is TEXT:
+                if not frame.fin:
+                    self._fragments = [payload]
+                    self._text = opcode is TEXT
+                    continue
+                if opcode is BINARY:
+                    self.on_message(payload)
+                    continue
+            elif opcode is CONT:
+                fragments = self._fragments
+                assert fragments is not None
+                fragments.append(payload)
+                if not frame.fin:
+                    continue
+                self._fragments = None
+                payload = b"".join(fragments)
+                if not self._text:
+                    self.on_message(payload)
+                    continue
+            else:
+                if opcode is PONG:
+                    self.on_pong()
+                elif opcode is CLOSE:
+                    close = conn.close_rcvd
+                continue  # the library answers pings itself
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                conn.fail(INVALID_DATA, f"invalid UTF-8: {exc.reason} at position {exc.start}")
+                failed = True
+                break
+            self.on_message(text)
+        writes = conn.data_to_send()
+        if writes:
+            self._write(writes)
+        if failed or conn.parser_exc is not None:
+            sent = conn.close_sent
+            assert sent is not None
+            self.on_protocol_error(sent.code, sent.reason)
+        elif close is not None:
+            self.on_close(close.code, close.reason)
 
-    def send(self, data: str | bytes) -> bytes:
-        if isinstance(data, str):
-            self._protocol.send_text(data.encode("utf-8"))
+    def _write(self, writes: list[bytes]) -> None:
+        if not writes[-1]:
+            writes.pop()  # the library's end-of-stream mark: the base class ends the TCP connection
+        if len(writes) == 1:
+            self.transport.write(writes[0])
+        elif writes:
+            self.transport.write(b"".join(writes))
+
+    def data_frame(self, data: bytes | str) -> bytes:
+        conn = self._conn
+        if type(data) is str:
+            conn.send_text(data.encode("utf-8"))
         else:
-            self._protocol.send_binary(data)
-        return self.pending()
+            conn.send_binary(data)  # type: ignore[arg-type]
+        return b"".join(conn.data_to_send())
 
-    def ping(self, payload: bytes) -> bytes:
-        self._protocol.send_ping(payload)
-        return self.pending()
+    def close_frame(self, code: int, reason: str) -> bytes:
+        conn = self._conn
+        conn.send_close(code, reason)
+        return b"".join(conn.data_to_send())
 
-    def close(self, code: int, reason: str) -> bytes:
-        if self._protocol.state is not WSState.OPEN:
-            return b""
-        self._protocol.send_close(code, reason)
-        return self.pending()
-
-    def pending(self) -> bytes:
-        # an empty chunk means "half-close": ketch closes the socket itself
-        return b"".join(self._protocol.data_to_send())
+    def ping_frame(self, payload: bytes) -> bytes:
+        conn = self._conn
+        conn.send_ping(payload)
+        return b"".join(conn.data_to_send())

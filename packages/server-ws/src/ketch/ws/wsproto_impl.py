@@ -1,106 +1,134 @@
-"""WebSockets on `wsproto`."""
+"""WebSockets on `wsproto`.
+
+The upgrade request, already parsed by the HTTP protocol, is handed to
+wsproto's handshake with `initiate_upgrade_connection()`. Once accepted, the
+handshake object is dropped and frames go straight through its
+`wsproto.connection.Connection`. wsproto has no message size limit and
+delivers a long frame in pieces: the pieces are joined and counted here.
+"""
 
 from __future__ import annotations
 
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Message,
     Ping,
-    Request,
+    Pong,
     TextMessage,
 )
-from wsproto.events import Pong as WSPong
 from wsproto.extensions import PerMessageDeflate
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ketch.core import ServerContext
-from ketch.core._types import Headers, WebSocketScope
-from ketch.ws.protocol import TOO_BIG, Closed, Event, Pong, Received, default_headers
+from ketch.core._types import Headers
+from ketch.ws.protocol import MESSAGE_TOO_BIG, WebSocketProtocol
+
+OPEN = ConnectionState.OPEN
+REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
+CLOSED = ConnectionState.CLOSED
 
 
-class WsprotoCodec:
-    __slots__ = ("_connection", "_context", "_out", "_parts", "_size")
+class WSProtoProtocol(WebSocketProtocol):
+    __slots__ = ("_conn", "_handshake", "_parts", "_size")
 
-    def __init__(self, context: ServerContext) -> None:
-        self._context = context
-        self._connection = WSConnection(ConnectionType.SERVER)
-        self._out = bytearray()
-        self._parts: list[str | bytes] = []
-        self._size = 0
+    library = "wsproto"
 
-    def handshake(self, scope: WebSocketScope, target: bytes) -> str | None:
-        head = [b"GET %s HTTP/1.1\r\n" % target]
-        head += [b"%s: %s\r\n" % (name, value) for name, value in scope["headers"]]
-        head.append(b"\r\n")
+    def handshake(self) -> bytes | None:
+        handshake = WSConnection(ConnectionType.SERVER)
         try:
-            self._connection.receive_data(b"".join(head))
-            events = list(self._connection.events())
+            handshake.initiate_upgrade_connection(self.scope["headers"], self.target)
         except RemoteProtocolError as exc:
-            return str(exc) or "Invalid WebSocket upgrade"
-        if not events or not isinstance(events[0], Request):
-            return "Invalid WebSocket upgrade"
+            return handshake.send(exc.event_hint)  # type: ignore[arg-type]
+        self._handshake: WSConnection | None = handshake
+        self._parts: list[bytes] | list[str] | None = None  # a message arriving in pieces
+        self._size = 0
         return None
 
-    def accept(self, subprotocol: str | None, headers: Headers) -> bytes:
-        deflate = self._context.config.ws_per_message_deflate
-        return self._connection.send(
-            AcceptConnection(
-                subprotocol=subprotocol,
-                extensions=[PerMessageDeflate()] if deflate else [],
-                extra_headers=default_headers(self._context, headers),
-            )
+    def accept_response(self, subprotocol: str | None, headers: Headers) -> bytes:
+        handshake = self._handshake
+        assert handshake is not None
+        self._handshake = None
+        extensions = [PerMessageDeflate()] if self.settings.per_message_deflate else []
+        data = handshake.send(
+            AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers)
         )
+        conn = handshake.connection
+        assert conn is not None
+        self._conn: Connection = conn
+        self._raw_frames = not any(extension.enabled() for extension in extensions)
+        return data
 
-    def receive(self, data: bytes) -> list[Event]:
-        connection = self._connection
-        connection.receive_data(data)
-        events: list[Event] = []
-        limit = self._context.config.ws_max_size
-        for event in connection.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                part = bytes(event.data) if isinstance(event, BytesMessage) else event.data
-                self._parts.append(part)
-                self._size += len(event.data)
-                if self._size > limit:
-                    self._out += connection.send(CloseConnection(TOO_BIG, "message too big"))
-                    events.append(Closed(TOO_BIG, "message too big"))
-                    return events
-                if event.message_finished:
-                    parts, self._parts, self._size = self._parts, [], 0
-                    if isinstance(event, TextMessage):
-                        events.append(Received("".join(parts)))  # type: ignore[arg-type]
-                    else:
-                        events.append(Received(b"".join(parts)))  # type: ignore[arg-type]
-            elif isinstance(event, Ping):
-                self._out += connection.send(event.response())
-            elif isinstance(event, WSPong):
-                events.append(Pong(bytes(event.payload)))
-            elif isinstance(event, CloseConnection):
-                # the peer's close (REMOTE_CLOSING) or wsproto's own verdict on a
-                # bad frame (still OPEN): either way a close frame goes back
-                if connection.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                    self._out += connection.send(event.response())
-                events.append(Closed(int(event.code), event.reason or ""))
-                return events
-        return events
+    def receive_frames(self, data: bytes) -> None:
+        conn = self._conn
+        try:
+            conn.receive_data(data)
+        except LocalProtocolError:
+            return  # the closing handshake is complete: nothing more to read
+        for event in conn.events():
+            kind = type(event)
+            if kind is BytesMessage or kind is TextMessage:
+                payload = event.data  # type: ignore[attr-defined]
+                size = self._size + _byte_length(payload)
+                if size > self.settings.max_size:
+                    self._too_big()
+                    return
+                parts = self._parts
+                if event.message_finished:  # type: ignore[attr-defined]
+                    if parts is not None:
+                        parts.append(payload)
+                        payload = ("" if kind is TextMessage else b"").join(parts)  # type: ignore[attr-defined]
+                        self._parts = None
+                        self._size = 0
+                    self.on_message(payload)
+                    continue
+                if parts is None:
+                    parts = self._parts = []
+                parts.append(payload)
+                self._size = size
+            elif kind is Ping:
+                if conn.state is OPEN:
+                    self.transport.write(conn.send(event.response()))  # type: ignore[attr-defined]
+            elif kind is Pong:
+                self.on_pong()
+            elif kind is CloseConnection:
+                code: int = event.code  # type: ignore[attr-defined]
+                reason: str = event.reason or ""  # type: ignore[attr-defined]
+                state = conn.state
+                if state is REMOTE_CLOSING:  # the peer closes: answer
+                    self.transport.write(conn.send(event.response()))  # type: ignore[attr-defined]
+                    self.on_close(code, reason)
+                elif state is CLOSED:  # the peer answered our close frame
+                    self.on_close(code, reason)
+                elif state is OPEN:  # wsproto reports a protocol error this way
+                    self.transport.write(conn.send(CloseConnection(code=code, reason=reason)))
+                    self.on_protocol_error(code, reason)
+                else:  # a protocol error after our close frame
+                    self.on_protocol_error(code, reason)
+                return
 
-    def send(self, data: str | bytes) -> bytes:
-        if isinstance(data, str):
-            return self._connection.send(TextMessage(data=data))
-        return self._connection.send(BytesMessage(data=data))
+    def _too_big(self) -> None:
+        """Over --ws-max-size: close with 1009."""
+        reason = f"message over the maximum size ({self.settings.max_size} bytes)"
+        conn = self._conn
+        if conn.state is OPEN:
+            self.transport.write(conn.send(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason)))
+        self.on_protocol_error(MESSAGE_TOO_BIG, reason)
 
-    def ping(self, payload: bytes) -> bytes:
-        return self._connection.send(Ping(payload=payload))
+    def data_frame(self, data: bytes | str) -> bytes:
+        return self._conn.send(Message(data=data))
 
-    def close(self, code: int, reason: str) -> bytes:
-        if self._connection.state is not ConnectionState.OPEN:
-            return b""
-        return self._connection.send(CloseConnection(code=code, reason=reason))
+    def close_frame(self, code: int, reason: str) -> bytes:
+        return self._conn.send(CloseConnection(code=code, reason=reason))
 
-    def pending(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+    def ping_frame(self, payload: bytes) -> bytes:
+        return self._conn.send(Ping(payload=payload))
+
+
+def _byte_length(payload: bytes | str) -> int:
+    """A message's size in bytes; text counts in UTF-8 (isascii() is O(1) for str)."""
+    if type(payload) is str and not payload.isascii():
+        return len(payload.encode("utf-8"))
+    return len(payload)
