@@ -62,10 +62,16 @@ class WebSocketApp:
         message = await receive()
         assert message["type"] == "websocket.connect", message
         headers = [
-            tuple(item.encode().split(b":", 1)) for item in query.get("headers", "").split(",") if item
+            tuple(item.encode().split(b":", 1))
+            for item in query.get("headers", "").split(",")
+            if item
         ]
         await send(
-            {"type": "websocket.accept", "subprotocol": query.get("subprotocol"), "headers": headers}
+            {
+                "type": "websocket.accept",
+                "subprotocol": query.get("subprotocol"),
+                "headers": headers,
+            }
         )
 
     async def ws_echo(self, scope: Scope, receive: Any, send: Any, query: dict[str, str]) -> None:
@@ -106,7 +112,9 @@ class WebSocketApp:
         for index in range(parts):
             last = index == parts - 1
             body = b"denied %d;" % index
-            await send({"type": "websocket.http.response.body", "body": body, "more_body": not last})
+            await send(
+                {"type": "websocket.http.response.body", "body": body, "more_body": not last}
+            )
         self.record(await receive())
 
     async def ws_error_before(self, scope: Scope, receive: Any, send: Any, query: Any) -> None:
@@ -221,12 +229,30 @@ def frame(
     return head + MASK + masked
 
 
+def upgrade_request(path: str = "/") -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (
+        b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), key)
+    )
+
+
 class RawWebSocket:
     """A WebSocket client over a plain socket: it sends exactly what a test says."""
 
     def __init__(
-        self, port: int, path: str = "/", timeout: float = 5.0, rcvbuf: int | None = None
+        self,
+        port: int,
+        path: str = "/",
+        timeout: float = 5.0,
+        rcvbuf: int | None = None,
+        conn: RawConnection | None = None,
     ) -> None:
+        if conn is not None:  # the upgrade request was sent already
+            self.conn = conn
+            self.response = conn.read_response(head_only=True)
+            assert self.response.status == 101, self.response.raw_head
+            return
         self.conn = RawConnection(port, timeout=timeout)
         if rcvbuf is not None:  # a small window: a client that reads slowly fills it soon
             self.conn.sock.close()
@@ -234,12 +260,7 @@ class RawWebSocket:
             self.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self.conn.sock.settimeout(timeout)
             self.conn.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16))
-        self.conn.send(
-            b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            % (path.encode(), key)
-        )
+        self.conn.send(upgrade_request(path))
         self.response: RawResponse = self.conn.read_response(head_only=True)
         assert self.response.status == 101, self.response.raw_head
 

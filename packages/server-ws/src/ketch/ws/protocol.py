@@ -26,10 +26,10 @@ import re
 import struct
 import sys
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 from ketch.core import ServerContext
-from ketch.core._types import ASGI3Application, Headers, Message, WebSocketScope
+from ketch.core._types import ASGI3Application, Headers, Message, Scope, WebSocketScope
 from ketch.core.scope import client_text, path_with_query
 from ketch.core.transport import WriteFlow
 
@@ -266,7 +266,7 @@ class WebSocketProtocol(asyncio.Protocol):
         elif due == PONG:
             self._fail_locally(INTERNAL_ERROR, "keepalive ping timeout")
         elif due == CLOSE_REPLY:
-            self._finish()
+            self._finish(half_close=False)  # the peer does not answer: no reason to wait more
         elif due == LINGER:
             self.abort()
 
@@ -322,7 +322,11 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _queue_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is None:
-            message = self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            message = self._disconnect = {
+                "type": "websocket.disconnect",
+                "code": code,
+                "reason": reason,
+            }
             self._queue.append(message)
             self._wake()
 
@@ -333,7 +337,7 @@ class WebSocketProtocol(asyncio.Protocol):
             flow = self._flow
             if flow.paused:
                 await flow.drain()  # the peer reads slowly: wait, do not buffer
-                if self._state is not CONNECTED:
+                if not self._connected():
                     self._check_after_close(kind)
                     return
             data = message.get("bytes")
@@ -352,7 +356,8 @@ class WebSocketProtocol(asyncio.Protocol):
         elif state is CONNECTED:
             if kind != "websocket.close":
                 raise RuntimeError(
-                    f"Expected ASGI message 'websocket.send' or 'websocket.close', but got {kind!r}."
+                    "Expected ASGI message 'websocket.send' or 'websocket.close', "
+                    f"but got {kind!r}."
                 )
             code = message.get("code") or NORMAL_CLOSURE
             if not _valid_close_code(code):
@@ -368,10 +373,15 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             self._check_after_close(kind)
 
+    def _connected(self) -> bool:
+        return self._state is CONNECTED
+
     def _check_after_close(self, kind: str) -> None:
         """A message after the connection closed: an error only if the app closed it."""
         if self._app_closed:
-            raise RuntimeError(f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'.")
+            raise RuntimeError(
+                f"Unexpected ASGI message {kind!r}, after sending 'websocket.close'."
+            )
         if kind == "websocket.close":
             return  # the peer or the server closed first: nothing left to do
         raise ClientDisconnected(f"{kind!r} sent after the WebSocket closed")
@@ -518,7 +528,7 @@ class WebSocketProtocol(asyncio.Protocol):
     # --- running the app -----------------------------------------------------------------
     async def _run_app(self, app: ASGI3Application) -> None:
         try:
-            await app(self.scope, self.receive, self.send)
+            await app(cast(Scope, self.scope), self.receive, self.send)
         except ClientDisconnected:
             self._app_ended()
         except BaseException as exc:
@@ -579,7 +589,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.write(self.close_frame(code, reason))
         self._log_closed(code, reason)
         self._queue_disconnect(code, reason)
-        self._finish()
+        self._finish(half_close=False)
 
     def on_pong(self) -> None:
         if self._due == PONG:
@@ -600,7 +610,7 @@ class WebSocketProtocol(asyncio.Protocol):
             assert settings.ping_interval is not None
             self.deadline = self.context.now + settings.ping_interval
 
-    def _finish(self) -> None:
+    def _finish(self, half_close: bool = True) -> None:
         """The WebSocket is over: end the TCP connection without losing what we sent.
 
         The server closes first (RFC 6455 7.1.1). Half-closing, then reading
@@ -614,7 +624,7 @@ class WebSocketProtocol(asyncio.Protocol):
         transport = self.transport
         if transport.is_closing():
             return
-        if transport.can_write_eof():
+        if half_close and transport.can_write_eof():
             if self._read_paused:
                 self._read_paused = False
                 transport.resume_reading()

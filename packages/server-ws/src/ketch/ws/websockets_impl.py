@@ -12,7 +12,7 @@ from typing import cast
 
 from websockets.datastructures import Headers as WSHeaders
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
@@ -47,7 +47,8 @@ class WebSocketsProtocol(WebSocketProtocol):
             max_size=settings.max_size,
         )
         headers = WSHeaders(
-            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self.scope["headers"]]
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in self.scope["headers"]
         )
         response = conn.accept(Request(self.target.decode("latin-1"), headers))
         if response.status_code != 101:
@@ -75,7 +76,7 @@ class WebSocketsProtocol(WebSocketProtocol):
         conn.receive_data(data)
         close = None
         failed = False
-        for frame in conn.events_received():
+        for frame in cast("list[Frame]", conn.events_received()):
             opcode = frame.opcode
             payload = cast(bytes, frame.data)
             if opcode is BINARY or opcode is TEXT:

@@ -9,6 +9,8 @@ delivers a long frame in pieces: the pieces are joined and counted here.
 
 from __future__ import annotations
 
+from typing import Any
+
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
@@ -20,7 +22,7 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ketch.core._types import Headers
@@ -43,7 +45,7 @@ class WSProtoProtocol(WebSocketProtocol):
         except RemoteProtocolError as exc:
             return handshake.send(exc.event_hint)  # type: ignore[arg-type]
         self._handshake: WSConnection | None = handshake
-        self._parts: list[bytes] | list[str] | None = None  # a message arriving in pieces
+        self._parts: list[Any] | None = None  # a message arriving in pieces
         self._size = 0
         return None
 
@@ -51,7 +53,9 @@ class WSProtoProtocol(WebSocketProtocol):
         handshake = self._handshake
         assert handshake is not None
         self._handshake = None
-        extensions = [PerMessageDeflate()] if self.settings.per_message_deflate else []
+        extensions: list[Extension] = (
+            [PerMessageDeflate()] if self.settings.per_message_deflate else []
+        )
         data = handshake.send(
             AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers)
         )
@@ -79,7 +83,7 @@ class WSProtoProtocol(WebSocketProtocol):
                 if event.message_finished:  # type: ignore[attr-defined]
                     if parts is not None:
                         parts.append(payload)
-                        payload = ("" if kind is TextMessage else b"").join(parts)  # type: ignore[attr-defined]
+                        payload = _join(parts)
                         self._parts = None
                         self._size = 0
                     self.on_message(payload)
@@ -118,13 +122,17 @@ class WSProtoProtocol(WebSocketProtocol):
         self.on_protocol_error(MESSAGE_TOO_BIG, reason)
 
     def data_frame(self, data: bytes | str) -> bytes:
-        return self._conn.send(Message(data=data))
+        return self._conn.send(Message(data=data))  # type: ignore[type-var]
 
     def close_frame(self, code: int, reason: str) -> bytes:
         return self._conn.send(CloseConnection(code=code, reason=reason))
 
     def ping_frame(self, payload: bytes) -> bytes:
         return self._conn.send(Ping(payload=payload))
+
+
+def _join(parts: list[Any]) -> bytes | str:
+    return "".join(parts) if type(parts[0]) is str else b"".join(parts)
 
 
 def _byte_length(payload: bytes | str) -> int:
