@@ -41,7 +41,7 @@ async def closed_by_server(ws: ClientConnection) -> ConnectionClosed:
 
 
 # --- messages ------------------------------------------------------------------------------------
-def test_text_and_binary_messages_echo(ws_impl: str, http_impl: str) -> None:
+def test_text_and_binary_messages_echo(ws_impl: str, http_impl: str, loop_impl: str) -> None:
     big = bytes(range(256)) * 4096  # 1 MiB, many TCP segments both ways
 
     async def client(port: int) -> None:
@@ -59,7 +59,7 @@ def test_text_and_binary_messages_echo(ws_impl: str, http_impl: str) -> None:
             await ws.send([b"a" * 70000, b"b" * 10])
             assert await ws.recv() == b"a" * 70000 + b"b" * 10
 
-    with serve(WebSocketApp(), ws=ws_impl, http=http_impl) as running:
+    with serve(WebSocketApp(), ws=ws_impl, http=http_impl, loop=loop_impl) as running:
         run(client(running.port))
 
 
@@ -389,6 +389,11 @@ def test_auto_prefers_websockets_and_the_plugins_import_no_library() -> None:
     assert output == ["[]", "websockets ketch-ws[websockets] ketch-ws[wsproto]"]
 
 
+def test_uvicorns_websockets_sansio_name_works(http_impl: str) -> None:
+    with serve(WebSocketApp(), ws="websockets-sansio", http=http_impl) as running:
+        run(_echo_once(running.port))
+
+
 # --- logging -------------------------------------------------------------------------------------
 def test_connections_are_logged_like_uvicorn(
     ws_impl: str, http_impl: str, caplog: pytest.LogCaptureFixture
@@ -416,7 +421,9 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-def test_wss_over_tls(ws_impl: str, http_impl: str, ca: trustme.CA, tmp_path: Path) -> None:
+def test_wss_over_tls(
+    ws_impl: str, http_impl: str, loop_impl: str, ca: trustme.CA, tmp_path: Path
+) -> None:
     cert = ca.issue_cert("127.0.0.1")
     certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(certfile))
@@ -433,9 +440,8 @@ def test_wss_over_tls(ws_impl: str, http_impl: str, ca: trustme.CA, tmp_path: Pa
             scheme: str = json.loads(await ws.recv())["scheme"]
             return scheme
 
-    with serve(
-        app, ws=ws_impl, http=http_impl, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)
-    ) as running:
+    tls = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
+    with serve(app, ws=ws_impl, http=http_impl, loop=loop_impl, **tls) as running:
         assert run(client(running.port)) == "wss"
         wait_for(lambda: app.events)
     assert app.events == [{"type": "websocket.disconnect", "code": 1000, "reason": ""}]

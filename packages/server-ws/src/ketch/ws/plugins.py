@@ -23,6 +23,14 @@ class WebSockets:
         return WebSocketsProtocol.upgrade_handler(context)
 
 
+class WebSocketsSansIO(WebSockets):
+    """`--ws websockets-sansio`, Uvicorn's name for the same implementation, so that
+    a Uvicorn command line works unchanged; `auto` prefers `websockets`."""
+
+    name = "websockets-sansio"
+    priority = 15
+
+
 class WSProto:
     name = "wsproto"
     priority = 10
@@ -38,4 +46,5 @@ class WSProto:
 
 
 WEBSOCKETS = WebSockets()
+WEBSOCKETS_SANSIO = WebSocketsSansIO()
 WSPROTO = WSProto()

@@ -26,7 +26,7 @@ import re
 import struct
 import sys
 from collections import deque
-from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ketch.core import ServerContext
 from ketch.core._types import ASGI3Application, Headers, Message, Scope, WebSocketScope
@@ -118,7 +118,6 @@ class Settings:
         "ping_interval",
         "ping_timeout",
         "resume_at",
-        "root_path",
     )
 
     def __init__(self, context: ServerContext) -> None:
@@ -132,7 +131,6 @@ class Settings:
         self.ping_interval: float | None = interval if interval and interval > 0 else None
         self.ping_timeout: float | None = timeout if timeout and timeout > 0 else None
         self.per_message_deflate: bool = config.ws_per_message_deflate
-        self.root_path: str = config.root_path
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -144,6 +142,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_disconnect",
         "_due",
         "_flow",
+        "_loop",
         "_pending",
         "_pending_head",
         "_queue",
@@ -160,9 +159,6 @@ class WebSocketProtocol(asyncio.Protocol):
         "transport",
     )
 
-    # the library's name, for messages
-    library: ClassVar[str] = ""
-
     def __init__(
         self,
         context: ServerContext,
@@ -172,6 +168,7 @@ class WebSocketProtocol(asyncio.Protocol):
         target: bytes,
     ) -> None:
         self.context = context
+        self._loop = context.loop
         self.settings = settings
         self.transport = transport
         self.scope = scope
@@ -290,7 +287,7 @@ class WebSocketProtocol(asyncio.Protocol):
         while not queue:
             if self._disconnect is not None:
                 return self._disconnect  # the end, as often as the app asks
-            waiter = self._waiter = self.context.loop.create_future()
+            waiter = self._waiter = self._loop.create_future()
             await waiter
         message = queue.popleft()
         if self._read_paused and len(queue) <= self.settings.resume_at:
@@ -315,7 +312,11 @@ class WebSocketProtocol(asyncio.Protocol):
             queue.append({"type": "websocket.receive", "text": data})
         else:
             queue.append({"type": "websocket.receive", "bytes": data})
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None:  # _wake(), inlined: this runs for every message
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
         if len(queue) >= self.settings.max_queue and not self._read_paused:
             self._read_paused = True  # the app is slow: stop reading until it catches up
             self.transport.pause_reading()
@@ -395,7 +396,9 @@ class WebSocketProtocol(asyncio.Protocol):
             payload = data  # type: ignore[assignment]
             opcode = OP_BINARY
         size = len(payload)
-        if size < WRITE_SEPARATELY:
+        if size < 126:
+            self.transport.write(_SHORT_HEADERS[opcode][size] + payload)
+        elif size < WRITE_SEPARATELY:
             self.transport.write(frame_header(opcode, size) + payload)
         else:
             self.transport.writelines((frame_header(opcode, size), payload))

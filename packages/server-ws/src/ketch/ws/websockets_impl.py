@@ -8,8 +8,6 @@ accepts. The library does not check UTF-8 in text messages: that is done here.
 
 from __future__ import annotations
 
-from typing import cast
-
 from websockets.datastructures import Headers as WSHeaders
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
@@ -36,8 +34,6 @@ def _deflate() -> list[ServerPerMessageDeflateFactory]:
 
 class WebSocketsProtocol(WebSocketProtocol):
     __slots__ = ("_conn", "_fragments", "_response", "_text")
-
-    library = "websockets"
 
     def handshake(self) -> bytes | None:
         settings = self.settings
@@ -76,9 +72,10 @@ class WebSocketsProtocol(WebSocketProtocol):
         conn.receive_data(data)
         close = None
         failed = False
-        for frame in cast("list[Frame]", conn.events_received()):
+        frames: list[Frame] = conn.events_received()  # type: ignore[assignment]
+        for frame in frames:
             opcode = frame.opcode
-            payload = cast(bytes, frame.data)
+            payload: bytes = frame.data  # type: ignore[assignment]
             if opcode is BINARY or opcode is TEXT:
                 if not frame.fin:
                     self._fragments = [payload]

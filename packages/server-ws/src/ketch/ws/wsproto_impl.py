@@ -36,8 +36,6 @@ CLOSED = ConnectionState.CLOSED
 class WSProtoProtocol(WebSocketProtocol):
     __slots__ = ("_conn", "_handshake", "_parts", "_size")
 
-    library = "wsproto"
-
     def handshake(self) -> bytes | None:
         handshake = WSConnection(ConnectionType.SERVER)
         try:
