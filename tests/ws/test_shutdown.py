@@ -57,9 +57,11 @@ def test_open_websockets_are_closed_with_1001_on_shutdown(
         assert ketch.wait(10) == 0
         output = ketch.output
     for exc in closed:
-        assert exc.rcvd is not None and exc.rcvd.code == 1001
+        assert exc.rcvd is not None
+        assert (exc.rcvd.code, exc.rcvd.reason) == (1001, "Server shutting down")
         assert exc.sent is not None and exc.sent.code == 1001  # the client answered
-    assert _app_events(output) == [{"type": "websocket.disconnect", "code": 1001, "reason": ""}] * 3
+    disconnect = {"type": "websocket.disconnect", "code": 1001, "reason": "Server shutting down"}
+    assert _app_events(output) == [disconnect] * 3
     assert "Finished server process" in output
 
 
@@ -72,7 +74,7 @@ def test_a_peer_that_never_answers_the_close_frame_does_not_hold_shutdown() -> N
             assert ws.read_frame() == (OP_TEXT, b"hi")
             started = time.monotonic()
             ketch.signal(signal.SIGTERM)
-            assert ws.read_close() == (1001, "")  # ... and it never answers
+            assert ws.read_close() == (1001, "Server shutting down")  # ... and it never answers
             assert ketch.wait(15) == 0
             assert time.monotonic() - started < 8  # the close timeout: 5 s
             assert ws.conn.is_closed()
@@ -101,8 +103,10 @@ def test_a_websocket_accepted_during_shutdown_is_closed_right_away(
         wait_for(lambda: running.context.shutting_down)
         release.set()
         with RawWebSocket(running.port, conn=conn) as ws:  # 101 Switching Protocols, then
-            assert ws.read_close() == (1001, "")
+            assert ws.read_close() == (1001, "Server shutting down")
             ws.send(frame(OP_CLOSE, struct.pack("!H", 1001)))
             assert ws.conn.is_closed()
         wait_for(lambda: app.events)
-    assert app.events == [{"type": "websocket.disconnect", "code": 1001, "reason": ""}]
+    assert app.events == [
+        {"type": "websocket.disconnect", "code": 1001, "reason": "Server shutting down"}
+    ]

@@ -192,10 +192,10 @@ def test_denial_response(ws_impl: str, http_impl: str, parts: int) -> None:
 def test_denial_response_seen_by_the_client_library(ws_impl: str, http_impl: str) -> None:
     async def client(port: int) -> None:
         with pytest.raises(InvalidStatus) as info:
-            async with connect(url(port, "/deny?status=401")):
+            async with connect(url(port, "/deny?status=401&parts=2")):
                 pass
         assert info.value.response.status_code == 401
-        assert info.value.response.body == b"denied 0;"
+        assert info.value.response.body == b"denied 0;denied 1;"  # read back from chunks
 
     with serve(WebSocketApp(), ws=ws_impl, http=http_impl) as running:
         run(client(running.port))
@@ -319,8 +319,11 @@ def test_restart_closes_with_1012(ws_impl: str, http_impl: str) -> None:
     with serve(app, ws=ws_impl, http=http_impl) as running:
         closed = run(client(running))
         wait_for(lambda: app.events)
-    assert closed.rcvd is not None and closed.rcvd.code == 1012
-    assert app.events == [{"type": "websocket.disconnect", "code": 1012, "reason": ""}]
+    assert closed.rcvd is not None
+    assert (closed.rcvd.code, closed.rcvd.reason) == (1012, "Server restarting")
+    assert app.events == [
+        {"type": "websocket.disconnect", "code": 1012, "reason": "Server restarting"}
+    ]
 
 
 # --- options -------------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ INVALID_DATA = 1007
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
+_SHUTDOWN_REASONS = {GOING_AWAY: "Server shutting down", SERVICE_RESTART: "Server restarting"}
 
 # Server-to-client frame headers with FIN set and no mask (RFC 6455 5.2)
 OP_TEXT, OP_BINARY = 0x1, 0x2
@@ -271,7 +272,7 @@ class WebSocketProtocol(asyncio.Protocol):
         code = SERVICE_RESTART if self.context.restarting else GOING_AWAY
         state = self._state
         if state is CONNECTED:
-            self._close(code, "")
+            self._close(code, _SHUTDOWN_REASONS[code])
         elif state is CONNECTING:
             self._closing_code = code  # closed right after the app accepts
         # a denial response being sent, or a closing handshake, finishes on its own
@@ -439,7 +440,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
             self.receive_frames(pending)
         if self._closing_code and self._state is CONNECTED:
-            self._close(self._closing_code, "")
+            self._close(self._closing_code, _SHUTDOWN_REASONS[self._closing_code])
 
     # --- denial responses (HTTP, before the handshake completes) --------------------------
     def _start_response(self, message: Message) -> None:
