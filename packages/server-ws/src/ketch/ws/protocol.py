@@ -217,6 +217,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.write(refusal)
             self._finish()
             return
+        if context.shutting_down:  # handed over while the server stops: close once accepted
+            self._closing_code = SERVICE_RESTART if context.restarting else GOING_AWAY
         self._queue.append({"type": "websocket.connect"})
         coro = self._run_app(context.app)
         if _TASK_EAGER:
