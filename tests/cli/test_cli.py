@@ -20,7 +20,7 @@ from ketch.core import Config, __version__
 from ketch.core.config import options
 
 # Options ketch spells like Uvicorn but whose choices come from ketch's registry,
-# so the lists differ by design (uvicorn's zttp/zuvloop/websockets-sansio are not ketch's).
+# so the lists differ by design (uvicorn's zttp and zuvloop are not ketch's).
 REGISTRY_CHOICES = {"http", "ws", "loop"}
 
 

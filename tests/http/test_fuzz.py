@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import exchange, serve
 from support.hostile import CLOSE, send_case
-from support.ws import echo  # HTTP and WebSocket
+from support.websocket import WebSocketApp  # HTTP and WebSocket
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -79,7 +79,7 @@ def port(request: pytest.FixtureRequest) -> Iterator[int]:
         "timeout_request_header": 1,
         "timeout_request_body": 1,
     }
-    with serve(echo, **options) as running:
+    with serve(WebSocketApp(), **options) as running:
         yield running.port
         # whatever was thrown at it, it still serves
         assert exchange(running.port, GET).status == 200
