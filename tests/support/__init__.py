@@ -174,10 +174,13 @@ class KetchProcess:
             os.kill(self.proc.pid, sig)
 
     def wait(self, timeout: float = 15.0) -> int:
+        """Wait for the exit status; afterwards `output` holds everything written."""
         try:
-            return self.proc.wait(timeout=timeout)
+            code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"ketch did not exit within {timeout}s:\n{self.output}") from None
+        self._reader.join(timeout=5)
+        return code
 
     def stop(self) -> None:
         """End the process group: SIGTERM, then SIGKILL."""
