@@ -37,6 +37,7 @@ KNOWN_PLUGINS: dict[tuple[str, str], str] = {
     (HTTP_GROUP, "h11"): "ketch-http",
     (HTTP_GROUP, "httptools"): "ketch-http[httptools]",
     (WS_GROUP, "websockets"): "ketch-ws[websockets]",
+    (WS_GROUP, "websockets-sansio"): "ketch-ws[websockets]",  # Uvicorn's name
     (WS_GROUP, "wsproto"): "ketch-ws[wsproto]",
     (LOOP_GROUP, "asyncio"): "ketch-core",
     (LOOP_GROUP, "uvloop"): "ketch-core[uvloop]",
