@@ -54,6 +54,9 @@ LINGER_SECONDS = 2.0
 # that a request already on its way is answered (with Connection: close)
 # instead of meeting a closed socket.
 SHUTDOWN_GRACE = 0.5
+# Up to this size a response body is copied behind its head for a single
+# write; a larger one is written beside the head (writev) rather than copied.
+SMALL_BODY = 4096
 
 STATUS_LINES: dict[int, bytes] = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
@@ -288,9 +291,10 @@ class HTTPProtocol(asyncio.Protocol):
         if limit is not None and cycle.received > limit:
             self._body_too_large(cycle)
             return
-        cycle.body += data
+        cycle.body.append(data)
+        cycle.buffered += len(data)
         cycle.wake()
-        if len(cycle.body) > READ_HIGH_WATER and not self._paused_for_body:
+        if cycle.buffered > READ_HIGH_WATER and not self._paused_for_body:
             self._paused_for_body = True
             self.transport.pause_reading()
 
@@ -359,6 +363,7 @@ class HTTPProtocol(asyncio.Protocol):
             ):
                 cycle.discarding = True
                 cycle.body.clear()
+                cycle.buffered = 0
                 if self._paused_for_body:
                     self._paused_for_body = False
                     self.transport.resume_reading()
@@ -454,6 +459,7 @@ class RequestCycle:
     __slots__ = (
         "_headers",
         "body",
+        "buffered",
         "conn",
         "content_length",
         "delivered",
@@ -478,7 +484,10 @@ class RequestCycle:
         self.conn = conn
         self.scope = scope
         self.keep_alive = keep_alive
-        self.body = bytearray()
+        # request body chunks not yet received by the app (kept as they came:
+        # one chunk reaches the app without a copy)
+        self.body: list[bytes] = []
+        self.buffered = 0  # their total size
         self.more_body = True  # the request body is not complete yet
         self.received = 0
         self.delivered = False  # the app has received the last body message
@@ -582,8 +591,9 @@ class RequestCycle:
             await self._wait(body_deadline=True)
             if self.disconnected or self.response == COMPLETE:
                 return {"type": "http.disconnect"}
-        body = bytes(self.body)
+        body = b"".join(self.body)  # a single bytes chunk is returned as is
         self.body.clear()
+        self.buffered = 0
         more_body = self.more_body
         self.delivered = not more_body
         conn = self.conn
@@ -645,11 +655,10 @@ class RequestCycle:
             head = self._head(None if more_body else len(body))
             self.response = STREAMING
             data = self._frame(body, more_body)
-            if len(data) <= 65536:
+            if len(data) <= SMALL_BODY:
                 conn.transport.write(head + data)  # one write: one syscall, one packet
             else:
-                conn.transport.write(head)
-                conn.transport.write(data)
+                conn.transport.writelines((head, data))  # one syscall (writev), no copy
         else:
             data = self._frame(body, more_body)
             if data:
