@@ -344,8 +344,10 @@ class HTTPProtocol(asyncio.Protocol):
         coro = cycle.run_asgi(self._app)
         if self._fresh_context:  # --reset-contextvars
             task = _start_task(self.loop, coro, contextvars.Context())
-        else:
+        elif _TASK_EAGER:
             task = _start_task(self.loop, coro, None)
+        else:
+            task = self.loop.create_task(coro)
         if not task.done():
             cycle.task = task
             context.tasks.add(task)
