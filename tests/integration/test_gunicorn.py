@@ -8,18 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import KetchProcess, free_port, wait_for
+from support import KetchProcess, child_pids, free_port, wait_for
 from support.deploy import app_dir, certificates, program, write
-
-
-def _children(pid: int) -> set[int]:
-    children: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children.update(int(child) for child in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return children
 
 
 @pytest.mark.parametrize("worker", ["KetchWorker", "KetchH11Worker"])
@@ -34,9 +24,9 @@ def test_gunicorn_recipe(tmp_path: Path, worker: str) -> None:
     if worker != "KetchWorker":  # the documented alternative, chosen on the command line
         args += ["-k", f"ketch.supervisor.gunicorn.{worker}"]
     with KetchProcess(args, command=[gunicorn], cwd=app_dir(tmp_path)) as process:
-        wait_for(lambda: len(_children(process.proc.pid)) == 4, timeout=30)
+        wait_for(lambda: len(child_pids(process.proc.pid)) == 4, timeout=30)
         process.wait_for_output(r"(?s)(ketch running on https.*){4}", timeout=30)
-        workers = _children(process.proc.pid)
+        workers = child_pids(process.proc.pid)
         seen: set[int] = set()
         with httpx.Client(verify=certs.client_context()) as client:
 

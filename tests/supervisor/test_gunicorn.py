@@ -10,20 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from support import KetchProcess, RawConnection, free_port, wait_for
+from support import KetchProcess, RawConnection, child_pids, free_port, wait_for
 
 GUNICORN = [str(Path(sys.executable).with_name("gunicorn"))]
-
-
-def _gunicorn_workers(parent: int) -> set[int]:
-    # gunicorn forks its workers: every child of the arbiter is one
-    pids: set[int] = set()
-    for task in Path(f"/proc/{parent}/task").glob("*"):
-        try:
-            pids.update(int(p) for p in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return pids
 
 
 def _gunicorn(
@@ -54,7 +43,7 @@ def _gunicorn(
 def test_four_workers_serve(worker: str) -> None:
     process, port = _gunicorn(worker, "-w", "4")
     with process:
-        wait_for(lambda: len(_gunicorn_workers(process.proc.pid)) == 4, timeout=30)
+        wait_for(lambda: len(child_pids(process.proc.pid)) == 4, timeout=30)
         process.wait_for_output(r"(?s)(ketch running on.*){4}", timeout=30)
         response = httpx.get(f"http://127.0.0.1:{port}/")
         assert response.status_code == 200
@@ -69,12 +58,12 @@ def test_hup_replaces_workers_and_term_drains() -> None:
         "ketch.supervisor.gunicorn.KetchWorker", "-w", "2", app="support.apps:slow"
     )
     with process:
-        wait_for(lambda: len(_gunicorn_workers(process.proc.pid)) == 2, timeout=30)
+        wait_for(lambda: len(child_pids(process.proc.pid)) == 2, timeout=30)
         process.wait_for_output(r"(?s)(ketch running on.*){2}", timeout=30)
-        before = _gunicorn_workers(process.proc.pid)
+        before = child_pids(process.proc.pid)
         process.signal(signal.SIGHUP)
-        wait_for(lambda: not (_gunicorn_workers(process.proc.pid) & before), timeout=30)
-        wait_for(lambda: len(_gunicorn_workers(process.proc.pid)) == 2, timeout=30)
+        wait_for(lambda: not (child_pids(process.proc.pid) & before), timeout=30)
+        wait_for(lambda: len(child_pids(process.proc.pid)) == 2, timeout=30)
         process.wait_for_output(r"(?s)(ketch running on.*){4}", timeout=30)
         with RawConnection(port, timeout=20) as conn:
             conn.send(b"GET /?seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")

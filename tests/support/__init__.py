@@ -376,21 +376,27 @@ def free_port() -> int:
 
 
 # --- processes and load ------------------------------------------------------------------
-def worker_pids(parent: int) -> set[int]:
-    """The worker processes of a ketch parent (multiprocessing spawn children)."""
+def child_pids(parent: int) -> set[int]:
+    """The processes a parent has started (every thread's children)."""
     pids: set[int] = set()
     for task in Path(f"/proc/{parent}/task").glob("*"):
         try:
-            children = (task / "children").read_text().split()
+            pids.update(int(child) for child in (task / "children").read_text().split())
         except OSError:
             continue
-        for child in children:
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"spawn_main" in cmdline:
-                pids.add(int(child))
+    return pids
+
+
+def worker_pids(parent: int) -> set[int]:
+    """The worker processes of a ketch parent (multiprocessing spawn children)."""
+    pids: set[int] = set()
+    for child in child_pids(parent):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            pids.add(child)
     return pids
 
 
