@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -165,6 +166,23 @@ def test_max_requests_replaces_workers_without_failures() -> None:
         wait_for(lambda: not (worker_pids(ketch.proc.pid) & first), timeout=30)
     assert "Maximum request limit" in ketch.output
     assert hammer.failures == []
+
+
+def test_a_worker_at_its_request_limit_serves_until_its_replacement_does() -> None:
+    ketch, port = _start("--limit-max-requests", "30")
+    with ketch, Hammer(f"http://127.0.0.1:{port}/", threads=4) as hammer:
+        first = "|".join(str(pid) for pid in worker_pids(ketch.proc.pid))
+        ketch.wait_for_output(rf"Finished server process \[({first})\]", timeout=30)
+        hammer.wait_for_requests(50)
+    assert hammer.failures == []
+    output = ketch.output
+    limit_reached = re.search(r"Worker \[(\d+)\] reached its request limit; replacing it", output)
+    assert limit_reached is not None
+    old = limit_reached[1]
+    new = re.findall(r"Started worker process \[(\d+)\]", output[limit_reached.end() :])[0]
+    # the replacement listened before the old worker stopped: capacity never dropped
+    serving = output.index("ketch running on", output.index(f"Started server process [{new}]"))
+    assert serving < output.index(f"Finished server process [{old}]")
 
 
 @pytest.mark.parametrize("workers_env", ["3"])

@@ -91,6 +91,9 @@ class Server:
         self._next_notify = 0.0
         # called once the server listens and serves (supervisors report readiness)
         self.on_started: Callable[[], None] | None = None
+        # called at --limit-max-requests instead of stopping, when a supervisor
+        # first starts a replacement and then asks this server to drain
+        self.on_request_limit: Callable[[], None] | None = None
 
     # --- running ---------------------------------------------------------------------
     def run(
@@ -141,6 +144,8 @@ class Server:
             jitter = random.randint(0, config.limit_max_requests_jitter)
             context.max_requests = config.limit_max_requests + jitter
         context.on_request_limit = self._max_requests_reached
+        if self.on_request_limit is not None:
+            context.on_request_limit = self.on_request_limit
 
         logger.info("Started server process [%d]", os.getpid())
         if config.lifespan != "off":

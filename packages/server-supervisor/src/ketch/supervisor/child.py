@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import logging
 import signal
 import socket
 import sys
@@ -12,9 +13,13 @@ from multiprocessing.connection import Connection
 
 from ketch.core import Config, Server
 
+logger = logging.getLogger("ketch.error")
+
 # Health protocol on the pipe: the parent writes PING, the child answers READY
-# once its server listens (STARTING before that).
-PING, READY, STARTING = b"?", b"1", b"0"
+# once its server listens (STARTING before that). A child that reaches
+# --limit-max-requests says AT_LIMIT and serves on until the parent, once a
+# replacement serves, tells it to drain.
+PING, READY, STARTING, AT_LIMIT = b"?", b"1", b"0", b"L"
 # The signal the parent sends to get a stuck worker's stacks in the log.
 DUMP_STACKS = signal.SIGUSR1
 
@@ -26,6 +31,7 @@ def worker_main(config: Config, sockets: list[socket.socket], health: Connection
     server = Server(config)
     # tell the parent as soon as we serve, without waiting for its next ping
     server.on_started = lambda: _send(health, READY)
+    server.on_request_limit = lambda: _on_request_limit(health, server)
 
     def prepare(loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(health.fileno(), _answer, health, server)
@@ -41,6 +47,15 @@ def _send(health: Connection, message: bytes) -> None:
         health.send_bytes(message)
     except OSError:
         pass
+
+
+def _on_request_limit(health: Connection, server: Server) -> None:
+    assert server.context is not None
+    logger.warning(
+        "Maximum request limit of %d reached: a replacement is starting",
+        server.context.max_requests,
+    )
+    _send(health, AT_LIMIT)
 
 
 def _answer(health: Connection, server: Server) -> None:

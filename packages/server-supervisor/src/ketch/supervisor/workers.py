@@ -8,6 +8,9 @@ Signals (to the parent):
   waits until it serves before the old worker is told to drain.
 - SIGTTIN / SIGTTOU: one worker more / fewer (never fewer than one).
 
+A worker that reaches --limit-max-requests is replaced the same way as on
+SIGHUP: it serves on until its replacement serves, then drains.
+
 Every second the parent pings each worker over a pipe that the worker answers
 from its event loop. A worker that does not answer within
 `--timeout-worker-healthcheck` has its Python stacks dumped to the log and is
@@ -32,7 +35,7 @@ from types import FrameType
 from ketch.core import Config
 from ketch.core.errors import STARTUP_FAILURE
 from ketch.core.sockets import Listener, bind, describe
-from ketch.supervisor.child import DUMP_STACKS, PING, READY, worker_main
+from ketch.supervisor.child import AT_LIMIT, DUMP_STACKS, PING, READY, worker_main
 
 logger = logging.getLogger("ketch.error")
 
@@ -59,6 +62,8 @@ class Worker:
         self.started_at = time.monotonic()
         self.ready = False
         self.stopping = False
+        self.at_limit = False  # reached --limit-max-requests: to be replaced
+        self.successor: Worker | None = None  # its replacement, while it starts
         self.ping_sent: float | None = None
         self.last_answer = time.monotonic()
 
@@ -80,6 +85,8 @@ class Worker:
                 self.last_answer = now
                 if answer == READY:
                     self.ready = True
+                elif answer == AT_LIMIT:
+                    self.at_limit = True
         except (EOFError, OSError):
             return self.alive()  # it is exiting: its exit is handled as such
         if self.ping_sent is None and now - self.last_answer >= PING_INTERVAL:
@@ -237,6 +244,8 @@ class Supervisor:
             timeout = self.config.timeout_worker_healthcheck if worker.ready else READY_TIMEOUT
             if not worker.check(now) or worker.overdue(now, timeout):
                 self._replace_unhealthy(worker)
+            elif worker.at_limit:
+                self._hand_over(worker, sockets)
         while (
             not self.paused
             and len(self.workers) < self.target
@@ -257,6 +266,17 @@ class Supervisor:
             self.workers.remove(worker)
         worker.drain(restart)
         self.retiring.append(worker)
+
+    def _hand_over(self, worker: Worker, sockets: list[object]) -> None:
+        """A worker at --limit-max-requests serves on until its replacement
+        serves; then it drains. Capacity never drops, not even with one worker."""
+        successor = worker.successor
+        if successor is None or successor not in self.workers:  # none yet, or it died
+            logger.info("Worker [%d] reached its request limit; replacing it", worker.pid)
+            worker.successor = self._spawn(sockets)
+        elif successor.ready:
+            worker.successor = None
+            self._retire(worker, restart=True)
 
     def _replace_unhealthy(self, worker: Worker) -> None:
         logger.error(
