@@ -43,7 +43,8 @@ def test_quick_run_measures_both_servers(tmp_path: Path) -> None:
     assert hello["summary"]["ketch"]["paired_ratio"] > 0
 
     chart = tmp_path / "chart.png"
-    command = [sys.executable, str(BENCH / "chart.py"), "--json", str(results), "--chart", str(chart)]
+    command = [sys.executable, str(BENCH / "chart.py"), "--json", str(results)]
+    command += ["--chart", str(chart)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert chart.read_bytes().startswith(b"\x89PNG")
