@@ -382,7 +382,7 @@ def markdown_tables(results: Record) -> str:
         if SCENARIOS[scenario].kind == "idle":
             lines += [
                 "| server | HTTP keep-alive KiB/conn (RSS / PSS) | WebSocket KiB/conn (RSS / PSS) "
-                "| still open (HTTP / WS) | RSS before, MiB |",
+                "| still open (HTTP / WS) | RSS before, KiB |",
                 "|---|---|---|---|---|",
             ]
             for name, row in summary.items():
@@ -393,7 +393,7 @@ def markdown_tables(results: Record) -> str:
                     f"| {name} | {_f(row['http_rss_kib_per_conn'], 1)} / "
                     f"{_f(row['http_pss_kib_per_conn'], 1)} | {_f(row['ws_rss_kib_per_conn'], 1)}"
                     f" / {_f(row['ws_pss_kib_per_conn'], 1)} | {_f(row['http_alive'])} / "
-                    f"{_f(row['ws_alive'])} | {_f(row['http_rss_before_kib'] / 1024, 1)} |"
+                    f"{_f(row['ws_alive'])} | {_f(row['http_rss_before_kib'], 0)} |"
                 )
         else:
             unit = "msg/s" if SCENARIOS[scenario].kind == "ws" else "req/s"
@@ -476,11 +476,31 @@ DESCRIPTIONS = {
 }
 
 
+def results_markdown(results: Record) -> str:
+    """Where, when and how, then the tables: docs/benchmarks.md includes this file."""
+    machine = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v and k != "wrk")
+    settings = results["settings"]
+    head = (
+        f"Measured {results['date'][:16].replace('T', ' ')} UTC on {machine['cpu_model']}, "
+        f"{machine['cpus']} CPUs ({machine['platform']}), Python {machine['python']}, "
+        f"at commit `{machine['git_commit']}`, with `{results['command']}`: "
+        f"{settings['rounds']} interleaved round(s) of {settings['duration']} s per server "
+        f"after {settings['warmup']:g} s of warm-up, in {results['elapsed_s'] / 60:.0f} min. "
+        f"Versions: {versions}; {machine['versions'].get('wrk') or 'no wrk'}."
+    )
+    if not results["complete"]:
+        head += " **The run was stopped early.**"
+    return head + "\n\n" + markdown_tables(results)
+
+
 def write_results(path: Path, results: Record) -> None:
+    """The JSON, and beside it the same summary as Markdown (`.md`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(_clean(results), indent=1) + "\n")
     tmp.replace(path)
+    path.with_suffix(".md").write_text(results_markdown(results))
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -540,8 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart_only:
         from chart import draw
 
-        draw(json.loads(args.json.read_text()), args.chart)
-        say(f"chart: {args.chart}")
+        results = json.loads(args.json.read_text())
+        draw(results, args.chart)
+        args.json.with_suffix(".md").write_text(results_markdown(results))
+        say(f"chart: {args.chart}, tables: {args.json.with_suffix('.md')}")
         return 0
     raise_nofile()
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -600,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
                 data.setdefault("summary", summarize(data["runs"], args.servers))
             results["elapsed_s"] = round(time.monotonic() - started)
             write_results(args.json, results)
-    print(markdown_tables(results))
+    print(results_markdown(results))
     print(f"results: {args.json} ({results['elapsed_s']} s)")
     if not args.no_chart:
         from chart import draw

@@ -37,6 +37,10 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[float | None]]) -> 
     ax.grid(axis="y", alpha=0.3)
 
 
+def _legend(ax: Any) -> None:
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
 def draw(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -48,7 +52,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
     load = [s for s, d in scenarios.items() if d["summary"] and s != "idle"]
     has_idle = "idle" in scenarios
     panels = 2 + has_idle
-    fig, axes = plt.subplots(panels, 1, figsize=(10, 3.6 * panels))
+    fig, axes = plt.subplots(panels, 1, figsize=(11, 3.4 * panels))
 
     ax = axes[0]
     compared = [n for n in servers if results["servers"][n]["baseline"] != n]
@@ -59,7 +63,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
     )
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_ylabel("throughput ÷ Uvicorn\n(paired, same parser+loop)")
-    ax.legend(fontsize="small", ncol=len(compared))
+    _legend(ax)
 
     ax = axes[1]
     _bars(
@@ -69,7 +73,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
     )
     ax.set_yscale("log")
     ax.set_ylabel("server CPU µs per request\n(lower is better)")
-    ax.legend(fontsize="small", ncol=len(servers))
+    _legend(ax)
 
     if has_idle:
         ax = axes[2]
@@ -77,13 +81,13 @@ def draw(results: dict[str, Any], path: Path) -> None:
         kinds = {"HTTP keep-alive": "http_rss_kib_per_conn", "WebSocket": "ws_rss_kib_per_conn"}
         _bars(ax, list(kinds), {n: [idle[n].get(k) for k in kinds.values()] for n in servers})
         ax.set_ylabel("server RSS KiB per\nidle connection")
-        ax.legend(fontsize="small", ncol=len(servers))
+        _legend(ax)
 
     machine = results["machine"]
     fig.suptitle(
         f"ketch benchmarks, {results['date'][:10]}: {machine['cpus']} CPUs, "
         f"Python {machine['python']}, "
-        f"medians of {results['settings']['rounds']} interleaved rounds",
+        f"medians of {results['settings']['rounds']} interleaved round(s)",
         fontsize="medium",
     )
     fig.tight_layout()
