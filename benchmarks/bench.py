@@ -521,7 +521,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--scenarios", type=lambda t: _names(t, SCENARIOS), help="comma-separated (default: all)")
     add("--servers", type=lambda t: _names(t, SERVERS), help="comma-separated (default: all)")
     add("--rounds", type=int, help="rounds of A B C ... (default 3; quick 1)")
-    add("-d", "--duration", type=int, help="measured seconds per run (default 3; quick 1)")
+    add("-d", "--duration", type=int, help="measured seconds per run (default 4; quick 1)")
     add("--warmup", type=float, help="unmeasured load before each run, s (default 1; quick 0.5)")
     add("-c", "--connections", type=int, default=64, help="wrk connections (default 64)")
     add("--ws-connections", type=int, default=64, help="WebSocket connections (default 64)")
@@ -538,7 +538,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.scenarios = args.scenarios or list(SCENARIOS)
     args.servers = args.servers or (QUICK_SERVERS if quick else list(SERVERS))
     args.rounds = args.rounds or (1 if quick else 3)
-    args.duration = args.duration or (1 if quick else 3)
+    args.duration = args.duration or (1 if quick else 4)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 1.0)
     args.idle_connections = args.idle_connections or (100 if quick else 1000)
     # a quick run does not overwrite the published results and chart
