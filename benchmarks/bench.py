@@ -484,7 +484,7 @@ def results_markdown(results: Record) -> str:
     head = (
         f"Measured {results['date'][:16].replace('T', ' ')} UTC on {machine['cpu_model']}, "
         f"{machine['cpus']} CPUs ({machine['platform']}), Python {machine['python']}, "
-        f"at commit `{machine['git_commit']}`, with `{results['command']}`: "
+        f"at commit `{machine['git_commit']}`, with `{results['command'].strip()}`: "
         f"{settings['rounds']} interleaved round(s) of {settings['duration']} s per server "
         f"after {settings['warmup']:g} s of warm-up, in {results['elapsed_s'] / 60:.0f} min. "
         f"Versions: {versions}; {machine['versions'].get('wrk') or 'no wrk'}."
@@ -579,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: Record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "hatch run bench " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": f"hatch run bench {shlex.join(sys.argv[1:] if argv is None else argv)}".strip(),
         "machine": machine_info(args),
         "settings": {
             k: getattr(args, k)
