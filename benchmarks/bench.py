@@ -560,9 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart_only:
         from chart import draw
 
-        results = json.loads(args.json.read_text())
-        draw(results, args.chart)
-        args.json.with_suffix(".md").write_text(results_markdown(results))
+        stored = json.loads(args.json.read_text())
+        draw(stored, args.chart)
+        args.json.with_suffix(".md").write_text(results_markdown(stored))
         say(f"chart: {args.chart}, tables: {args.json.with_suffix('.md')}")
         return 0
     raise_nofile()
