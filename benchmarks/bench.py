@@ -544,7 +544,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # a quick run does not overwrite the published results and chart
     args.json = args.json or (RESULTS.with_name("quick.json") if quick else RESULTS)
     args.no_chart = args.no_chart or (quick and args.chart is None)
-    args.chart = args.chart or CHART
+    # the published chart goes with the published results; any other JSON gets its own
+    args.chart = args.chart or (CHART if args.json == RESULTS else args.json.with_suffix(".png"))
     needs_wrk = any(SCENARIOS[s].kind == "wrk" for s in args.scenarios)
     if needs_wrk and not args.chart_only and not args.wrk:
         parser.error("wrk not found on PATH (apt install wrk, or --wrk PATH)")

@@ -81,6 +81,25 @@ def test_streamed_response_is_chunked(http_impl: str) -> None:
     assert response.body == b"aaabbbcccdddeee"
 
 
+async def _stream_then_wait(scope: Any, receive: Any, send: Any) -> None:
+    """Sends two chunks at once, then waits for the client to leave."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"first ", "more_body": True})
+    await send({"type": "http.response.body", "body": b"second", "more_body": True})
+    await receive()  # the (empty) request body
+    await receive()  # http.disconnect
+
+
+def test_streamed_chunks_reach_the_client_while_the_app_waits(http_impl: str) -> None:
+    # chunks are gathered into one write, but never held back past the app's
+    # next suspension (server-sent events depend on it)
+    with serve(_stream_then_wait, http=http_impl) as running, RawConnection(running.port) as conn:
+        conn.send(GET)
+        head = conn.read_until(b"\r\n\r\n", timeout=5)
+        assert b"transfer-encoding: chunked" in head
+        assert conn.read_until(b"6\r\nsecond\r\n", timeout=5) == b"6\r\nfirst \r\n6\r\nsecond\r\n"
+
+
 def test_head_response_has_headers_but_no_body(http_impl: str) -> None:
     with serve(hello, http=http_impl) as running, RawConnection(running.port) as conn:
         conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -8,7 +8,9 @@ request validation, limits and deadlines, the ASGI cycle, response framing
 keep-alive, pipelining, flow control, WebSocket hand-over and shutdown.
 
 Response heads are serialised here, not by the parsers, and written together
-with the first body chunk: a small response is one `transport.write()`.
+with the first body chunk: a small response is one `transport.write()`. The
+chunks of a streamed response are gathered until the app next suspends and
+written together (one `writev`), not with one system call each.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ SHUTDOWN_GRACE = 0.5
 # Up to this size a response body is copied behind its head for a single
 # write; a larger one is written beside the head (writev) rather than copied.
 SMALL_BODY = 4096
+# Gathered chunks of a streamed response are written once they reach this size
+# (so that flow control sees them).
+UNSENT_LIMIT = 64 * 1024
 
 STATUS_LINES: dict[int, bytes] = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode("ascii"))
@@ -97,6 +102,7 @@ class HTTPProtocol(asyncio.Protocol):
         "_body_limit",
         "_concurrency_limit",
         "_cycle",
+        "_flush_handle",
         "_fresh_context",
         "_header_timeout",
         "_incoming",
@@ -107,6 +113,8 @@ class HTTPProtocol(asyncio.Protocol):
         "_pipeline",
         "_root_path",
         "_state",
+        "_unsent",
+        "_unsent_size",
         "_upgrade",
         "client",
         "context",
@@ -139,6 +147,10 @@ class HTTPProtocol(asyncio.Protocol):
         self._paused_for_body = False
         self._paused_for_pipeline = False
         self._upgrade: RequestCycle | None = None  # a WebSocket request to hand over
+        # a streamed response's chunks not written yet, and the flush scheduled
+        self._unsent: list[bytes] = []
+        self._unsent_size = 0
+        self._flush_handle: asyncio.Handle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,6 +169,7 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._state = CLOSED
         self.deadline = 0.0
+        self._unsent.clear()
         self.context.connections.discard(self)
         self.flow.connection_lost()
         for cycle in (self._cycle, self._incoming, *self._pipeline):
@@ -438,6 +451,7 @@ class HTTPProtocol(asyncio.Protocol):
         if not transport.can_write_eof():
             self._close()
             return
+        self._flush()
         self._state = LINGER
         self.deadline = self.context.now + LINGER_SECONDS
         if self._paused_for_body or self._paused_for_pipeline:
@@ -450,9 +464,35 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _close(self) -> None:
         if self._state != CLOSED:
+            self._flush()
             self._state = CLOSED
             self.deadline = 0.0
             self.transport.close()
+
+    def _write_soon(self, data: bytes) -> None:
+        """Part of a streamed response: written with whatever else the app sends
+        before it next suspends (a burst of chunks costs one system call)."""
+        self._unsent.append(data)
+        self._unsent_size += len(data)
+        if self._unsent_size >= UNSENT_LIMIT:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def _flush(self, last: bytes = b"") -> None:
+        """Write what `_write_soon()` gathered, and `last` after it."""
+        handle = self._flush_handle
+        if handle is not None:
+            self._flush_handle = None
+            handle.cancel()
+        unsent = self._unsent
+        if last:
+            unsent.append(last)
+        if unsent:
+            self._unsent = []
+            self._unsent_size = 0
+            if self._state != CLOSED:
+                self.transport.writelines(unsent)
 
 
 class RequestCycle:
@@ -657,14 +697,21 @@ class RequestCycle:
             head = self._head(None if more_body else len(body))
             self.response = STREAMING
             data = self._frame(body, more_body)
-            if len(data) <= SMALL_BODY:
+            if more_body:
+                conn._write_soon(head)
+                if data:
+                    conn._write_soon(data)
+            elif len(data) <= SMALL_BODY:
                 conn.transport.write(head + data)  # one write: one syscall, one packet
             else:
                 conn.transport.writelines((head, data))  # one syscall (writev), no copy
         else:
             data = self._frame(body, more_body)
-            if data:
-                conn.transport.write(data)
+            if more_body:
+                if data:
+                    conn._write_soon(data)
+            else:
+                conn._flush(data)
         if not more_body:
             self.response = COMPLETE
             self.wake()
