@@ -482,3 +482,12 @@ def test_limit_max_requests_stops_the_server(http_impl: str) -> None:
                 assert conn.read_response().status == 200
         running.thread.join(timeout=10)
         assert not running.thread.is_alive()
+
+
+@pytest.mark.parametrize(("reset", "seen"), [(False, "set at startup"), (True, "fresh")])
+def test_reset_contextvars_gives_each_request_an_empty_context(
+    http_impl: str, reset: bool, seen: str
+) -> None:
+    app = "support.apps:context_probe_factory"
+    with serve(app, factory=True, reset_contextvars=reset, http=http_impl) as running:
+        assert httpx.get(running.url).text == seen

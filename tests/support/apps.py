@@ -4,6 +4,7 @@ subprocess)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import time
@@ -224,6 +225,21 @@ asgi3_instance = ASGI3Instance()
 
 def factory() -> Any:
     return hello
+
+
+CONTEXT_PROBE: contextvars.ContextVar[str] = contextvars.ContextVar("probe", default="fresh")
+
+
+async def context_probe(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers with the value of CONTEXT_PROBE that the request sees."""
+    if scope["type"] == "http":
+        await _respond(send, 200, CONTEXT_PROBE.get().encode())
+
+
+def context_probe_factory() -> Any:
+    """Sets CONTEXT_PROBE while the server starts (as an app's setup code might)."""
+    CONTEXT_PROBE.set("set at startup")
+    return context_probe
 
 
 def blocking(scope: Scope, receive: Any, send: Any) -> Any:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import enum
 import http
 import logging
 import os
 import re
 import struct
-import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -92,8 +92,6 @@ _HEADER_64 = struct.Struct("!BBQ")
 # RFC 9110 field names and values the app may send in a response head
 _HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-
-_TASK_EAGER = sys.version_info >= (3, 12)
 
 
 class ClientDisconnected(OSError):
@@ -221,15 +219,12 @@ class WebSocketProtocol(asyncio.Protocol):
             self._closing_code = SERVICE_RESTART if context.restarting else GOING_AWAY
         self._queue.append({"type": "websocket.connect"})
         coro = self._run_app(context.app)
-        if _TASK_EAGER:
-            task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
-                coro, loop=context.loop, eager_start=True
-            )
+        if context.config.reset_contextvars:  # the Task copies an empty context
+            task = contextvars.Context().run(context.loop.create_task, coro)
         else:
             task = context.loop.create_task(coro)
-        if not task.done():
-            context.tasks.add(task)
-            task.add_done_callback(context.tasks.discard)
+        context.tasks.add(task)
+        task.add_done_callback(context.tasks.discard)
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
