@@ -119,7 +119,19 @@ SERVERS = {
         "uvicorn",
     ),
 }
+DEFAULT_SERVERS = list(SERVERS)
 QUICK_SERVERS = ["uvicorn", "ketch"]
+# on request only (--servers): the other WebSocket library, for --scenarios ws
+SERVERS["uvicorn-wsproto"] = ServerDef(
+    "Uvicorn httptools+uvloop, wsproto",
+    ("uvicorn", "{app}", *_PORT, "--ws", "wsproto", *_QUIET, *_FAST),
+    "uvicorn-wsproto",
+)
+SERVERS["ketch-wsproto"] = ServerDef(
+    "ketch httptools+uvloop, wsproto",
+    ("ketch", "{app}", *_PORT, "--ws", "wsproto", *_QUIET, *_FAST),
+    "uvicorn-wsproto",
+)
 
 
 def say(*parts: object) -> None:
@@ -519,7 +531,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--quick", action="store_true", help="smoke run: 1 round of 1 s, ketch and Uvicorn")
     add("--scenarios", type=lambda t: _names(t, SCENARIOS), help="comma-separated (default: all)")
-    add("--servers", type=lambda t: _names(t, SERVERS), help="comma-separated (default: all)")
+    add(
+        "--servers",
+        type=lambda t: _names(t, SERVERS),
+        help=f"comma-separated (default: {','.join(DEFAULT_SERVERS)}; also: uvicorn-wsproto, "
+        "ketch-wsproto)",
+    )
     add("--rounds", type=int, help="rounds of A B C ... (default 3; quick 1)")
     add("-d", "--duration", type=int, help="measured seconds per run (default 4; quick 1)")
     add("--warmup", type=float, help="unmeasured load before each run, s (default 1; quick 0.5)")
@@ -536,7 +553,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.scenarios = args.scenarios or list(SCENARIOS)
-    args.servers = args.servers or (QUICK_SERVERS if quick else list(SERVERS))
+    args.servers = args.servers or (QUICK_SERVERS if quick else DEFAULT_SERVERS)
     args.rounds = args.rounds or (1 if quick else 3)
     args.duration = args.duration or (1 if quick else 4)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 1.0)
