@@ -74,7 +74,7 @@ _CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 # a request target is visible ASCII (RFC 9112 3.2)
 _BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
-_GOOD_NAMES: set[bytes] = set()  # response header names already checked
+_CHECKED_NAMES: dict[bytes, bytes] = {}  # response header names already checked: lowercased
 _COMMON_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
 
 logger = logging.getLogger("ketch.error")
@@ -748,15 +748,15 @@ class RequestCycle:
         message is also the last, so a Content-Length can be added."""
         status = self.status
         defaults = self.conn.context.default_headers
-        lines = [STATUS_LINES.get(status) or status_line(status)]
         content_length: int | None = None
         app_chunked = False
         overridden: set[bytes] | None = None
         default_names = defaults.names
+        lines = []  # the app's header lines
         for name, value in self._headers:
-            if name not in _GOOD_NAMES:
-                _check_header_name(name)
-            lower = name.lower()
+            lower = _CHECKED_NAMES.get(name)
+            if lower is None:
+                lower = _check_header_name(name)
             if lower in _FRAMING_HEADERS:
                 if lower == b"content-length":
                     if _CONTENT_LENGTH.fullmatch(value) is None:
@@ -766,7 +766,7 @@ class RequestCycle:
                     app_chunked = True
                     continue  # written below, from the framing chosen
                 else:  # connection
-                    if b"close" in value.lower():
+                    if value.lower().find(b"close") != -1:
                         self.keep_alive = False
                     continue  # written below, from the keep-alive decision
             elif lower in default_names:
@@ -776,12 +776,15 @@ class RequestCycle:
             lines.append(b"%s: %s\r\n" % (name, value))
         # One scan for CR, LF or NUL smuggled into a value: each line ends with
         # exactly one CRLF, so the counts must match the number of lines.
-        count = len(lines) - 1
-        if count:
-            block = b"".join(lines[1:])
-            if block.count(b"\n") != count or block.count(b"\r") != count or block.count(b"\0"):
-                raise RuntimeError("Invalid HTTP header value: line breaks or NUL are not allowed")
-        lines.append(defaults.block_without(overridden) if overridden else defaults.block)
+        block = b"".join(lines)
+        count = len(lines)
+        if block.count(b"\n") != count or block.count(b"\r") != count or block.count(b"\0"):
+            raise RuntimeError("Invalid HTTP header value: line breaks or NUL are not allowed")
+        lines = [
+            STATUS_LINES.get(status) or status_line(status),
+            block,
+            defaults.block_without(overridden) if overridden else defaults.block,
+        ]
 
         if status < 200 or status in (204, 304):
             self.framing = NO_BODY
@@ -812,12 +815,15 @@ class RequestCycle:
         return b"".join(lines)
 
 
-def _check_header_name(name: bytes) -> None:
-    """Raise for a response header name that is not a token; remember good ones."""
+def _check_header_name(name: bytes) -> bytes:
+    """The lowercase form of a response header name; raise if it is not a token.
+    Good names are remembered."""
     if _HEADER_NAME.fullmatch(name) is None:
         raise RuntimeError(f"Invalid HTTP header name {name!r}")
-    if len(_GOOD_NAMES) < 1024:  # bounded: names are few, but apps could make them up
-        _GOOD_NAMES.add(name)
+    lower = name.lower()
+    if len(_CHECKED_NAMES) < 1024:  # bounded: names are few, but apps could make them up
+        _CHECKED_NAMES[name] = lower
+    return lower
 
 
 # --- request validation (RFC 9112), the same for every parser ------------------------------
