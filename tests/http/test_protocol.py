@@ -100,6 +100,45 @@ def test_streamed_chunks_reach_the_client_while_the_app_waits(http_impl: str) ->
         assert conn.read_until(b"6\r\nsecond\r\n", timeout=5) == b"6\r\nfirst \r\n6\r\nsecond\r\n"
 
 
+def _answers_with_header(name: bytes, value: bytes) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(name, value)]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (b"x-split", b"a\r\nset-cookie: stolen=1"),  # response splitting
+        (b"x-split", b"a\nset-cookie: stolen=1"),
+        (b"x-nul", b"a\x00b"),
+        (b"bad name", b"x"),
+        (b"x-colon:", b"x"),
+    ],
+)
+def test_a_header_that_would_corrupt_the_response_gives_500(
+    http_impl: str, name: bytes, value: bytes
+) -> None:
+    with serve(_answers_with_header(name, value), http=http_impl) as running:
+        for _ in range(2):  # the second time, from the name cache
+            response = exchange(running.port, GET)
+            assert response.status == 500
+            assert response.header("set-cookie") is None
+
+
+def test_header_names_are_checked_in_any_case(http_impl: str) -> None:
+    # an app's Content-Length in capitals still frames the response
+    with serve(_answers_with_header(b"Content-Length", b"2"), http=http_impl) as running:
+        for _ in range(2):
+            response = exchange(running.port, GET)
+            assert response.status == 200
+            assert response.header("content-length") == "2"
+            assert response.header("transfer-encoding") is None
+            assert response.body == b"ok"
+
+
 def test_head_response_has_headers_but_no_body(http_impl: str) -> None:
     with serve(hello, http=http_impl) as running, RawConnection(running.port) as conn:
         conn.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")

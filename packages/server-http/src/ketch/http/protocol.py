@@ -595,7 +595,7 @@ class RequestCycle:
                 self.conn._close()
             return
         logger.error("Exception in ASGI application\n", exc_info=exc)
-        if self.response == START:
+        if self.response <= STARTED:  # nothing written yet (the head waits for the body)
             self.respond_error(500, "Internal Server Error")
         elif self.response != COMPLETE:
             self.conn._close()
