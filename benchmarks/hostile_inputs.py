@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support import free_port  # noqa: E402
 from support.hostile import CASES, CLOSE, send_case  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -27,12 +28,6 @@ SERVERS = {
     "uvicorn h11": [str(BIN / "uvicorn"), "--http", "h11"],
     "uvicorn httptools": [str(BIN / "uvicorn"), "--http", "httptools"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(command: list[str]) -> tuple[subprocess.Popen[bytes], int]:

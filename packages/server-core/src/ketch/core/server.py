@@ -143,9 +143,7 @@ class Server:
         if config.limit_max_requests is not None:
             jitter = random.randint(0, config.limit_max_requests_jitter)
             context.max_requests = config.limit_max_requests + jitter
-        context.on_request_limit = self._max_requests_reached
-        if self.on_request_limit is not None:
-            context.on_request_limit = self.on_request_limit
+        context.on_request_limit = self.on_request_limit or self._max_requests_reached
 
         logger.info("Started server process [%d]", os.getpid())
         if config.lifespan != "off":

@@ -752,7 +752,7 @@ class RequestCycle:
         app_chunked = False
         overridden: set[bytes] | None = None
         default_names = defaults.names
-        lines = []  # the app's header lines
+        app_lines = []
         for name, value in self._headers:
             lower = _CHECKED_NAMES.get(name)
             if lower is None:
@@ -773,11 +773,11 @@ class RequestCycle:
                 if overridden is None:
                     overridden = set()
                 overridden.add(lower)
-            lines.append(b"%s: %s\r\n" % (name, value))
+            app_lines.append(b"%s: %s\r\n" % (name, value))
         # One scan for CR, LF or NUL smuggled into a value: each line ends with
         # exactly one CRLF, so the counts must match the number of lines.
-        block = b"".join(lines)
-        count = len(lines)
+        block = b"".join(app_lines)
+        count = len(app_lines)
         if block.count(b"\n") != count or block.count(b"\r") != count or block.count(b"\0"):
             raise RuntimeError("Invalid HTTP header value: line breaks or NUL are not allowed")
         lines = [
