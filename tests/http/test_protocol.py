@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import socket
 import threading
 import time
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from support import RawConnection, exchange, serve, wait_for
@@ -521,6 +523,33 @@ def test_limit_max_requests_stops_the_server(http_impl: str) -> None:
                 assert conn.read_response().status == 200
         running.thread.join(timeout=10)
         assert not running.thread.is_alive()
+
+
+_REQUEST_MARK: contextvars.ContextVar[str] = contextvars.ContextVar("request_mark", default="clean")
+
+
+async def _task_probe(scope: Any, receive: Any, send: Any) -> None:
+    """Reports what anyio-based frameworks (Starlette, FastAPI) need: a current
+    asyncio Task (anyio's task groups and cancel scopes hang on it), and a
+    context of its own."""
+    if scope["type"] != "http":
+        return
+    report = {"task": asyncio.current_task() is not None, "seen": _REQUEST_MARK.get()}
+    _REQUEST_MARK.set("dirty")
+    async with anyio.create_task_group() as group:  # fails outside a Task
+        group.start_soon(anyio.lowlevel.checkpoint)
+    body = json.dumps(report).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_each_request_runs_in_a_task_with_its_own_context(http_impl: str) -> None:
+    # a request that could complete without suspending still needs a Task:
+    # without one, anyio (and so Starlette, FastAPI) cannot run
+    with serve(_task_probe, http=http_impl) as running, httpx.Client() as client:
+        for _ in range(3):  # one keep-alive connection: nothing leaks between requests
+            report = client.get(running.url).json()
+            assert report == {"task": True, "seen": "clean"}
 
 
 @pytest.mark.parametrize(("reset", "seen"), [(False, "set at startup"), (True, "fresh")])
