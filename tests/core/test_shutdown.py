@@ -45,6 +45,26 @@ def test_request_in_flight_is_answered_then_exit_0(sig: int) -> None:
     assert "Finished server process" in output
 
 
+def test_a_connection_made_before_shutdown_still_gets_its_answer() -> None:
+    # A client that connected just before the server stopped and is slow to send
+    # its request (a loaded machine, a rolling restart) must not meet a closed
+    # socket: unlike a request on a reused connection, nobody retries it.
+    with KetchProcess(["support.apps:slow", "--port", "0"]) as ketch:
+        port = ketch.port()
+        with RawConnection(port) as fresh, RawConnection(port) as other:
+            other.send(b"GET /?seconds=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            # accepted in order: once `other` is answered, `fresh` was accepted too
+            assert other.read_response().status == 200
+            ketch.signal(signal.SIGTERM)
+            ketch.wait_for_output("Shutting down")
+            time.sleep(1.5)  # the slow client, longer than an idle connection's grace
+            fresh.send(b"GET /?seconds=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = fresh.read_response()
+        assert response.status == 200
+        assert response.header("connection") == "close"
+        assert ketch.wait(10) == 0
+
+
 def test_new_connections_are_refused_while_draining() -> None:
     with KetchProcess(["support.apps:slow", "--port", "0"]) as ketch:
         port = ketch.port()

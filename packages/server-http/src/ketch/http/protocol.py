@@ -50,9 +50,11 @@ READ_HIGH_WATER = 64 * 1024
 # at most this much (and for at most LINGER_SECONDS) to keep the connection.
 DRAIN_LIMIT = 1024 * 1024
 LINGER_SECONDS = 2.0
-# When the server stops, an idle keep-alive connection stays open this long, so
-# that a request already on its way is answered (with Connection: close)
-# instead of meeting a closed socket.
+# When the server stops, a keep-alive connection idle after a response stays open
+# this long, so that a request already on its way is answered (with Connection:
+# close) instead of meeting a closed socket. A connection that has not sent its
+# first request yet keeps its keep-alive timeout: its client is about to send
+# one, and unlike a reused connection's, that request is not retried.
 SHUTDOWN_GRACE = 0.5
 # Up to this size a response body is copied behind its head for a single
 # write; a larger one is written beside the head (writev) rather than copied.
@@ -108,6 +110,7 @@ class HTTPProtocol(asyncio.Protocol):
         "_paused_for_pipeline",
         "_pipeline",
         "_root_path",
+        "_served",
         "_state",
         "_unsent",
         "_unsent_size",
@@ -137,6 +140,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.flow = WriteFlow()
         self.deadline = 0.0
         self._state = IDLE
+        self._served = False  # a response completed: the client reuses the connection
         self._cycle: RequestCycle | None = None  # the request the app is serving
         self._incoming: RequestCycle | None = None  # the request whose body is arriving
         self._pipeline: deque[RequestCycle] = deque()  # complete requests waiting their turn
@@ -157,10 +161,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.scheme = "https" if is_ssl(transport) else "http"
         context = self.context
         context.connections.add(self)
-        if context.shutting_down:  # accepted just before the server stopped listening
-            self.deadline = context.now + SHUTDOWN_GRACE
-        else:
-            self.deadline = context.now + self._keep_alive_timeout
+        self.deadline = context.now + self._keep_alive_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._state = CLOSED
@@ -203,8 +204,9 @@ class HTTPProtocol(asyncio.Protocol):
             cycle.keep_alive = False  # finish this response, then close
             for queued in self._pipeline:
                 queued.keep_alive = False
-        elif self._state == IDLE:
-            self.deadline = min(self.deadline, self.context.now + SHUTDOWN_GRACE)
+        elif self._state == IDLE and self._served:
+            # (the loop's time: context.now may be a tick behind)
+            self.deadline = min(self.deadline, self.loop.time() + SHUTDOWN_GRACE)
         # a request head still arriving is answered with Connection: close
 
     def abort(self) -> None:
@@ -399,6 +401,7 @@ class HTTPProtocol(asyncio.Protocol):
             self._start(self._pipeline.popleft())
             return
         self._state = IDLE
+        self._served = True
         self.deadline = self.context.now + self._keep_alive_timeout
         if self._paused_for_pipeline:
             self._paused_for_pipeline = False
