@@ -191,14 +191,19 @@ def load_ws(args: argparse.Namespace, server: ServerProcess, port: int) -> Recor
         client.stop()
 
 
-def _read_http_response(sock: socket.socket) -> None:
+def _read_head(sock: socket.socket) -> bytes:
+    """A response head, with whatever arrived after it."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
-            raise ConnectionError("closed before the response")
+            raise ConnectionError("closed before the response head")
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    return data
+
+
+def _read_http_response(sock: socket.socket) -> None:
+    head, _, body = _read_head(sock).partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -218,12 +223,7 @@ def _open_idle(port: int, websocket: bool) -> socket.socket:
     try:
         if websocket:
             sock.sendall(handshake_request(port))
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    raise ConnectionError("closed in the handshake")
-                data += chunk
+            data = _read_head(sock)
             if not data.startswith(b"HTTP/1.1 101"):
                 raise ConnectionError(f"handshake refused: {data[:40]!r}")
             sock.sendall(masked_frame(b"m" * 32))
@@ -385,46 +385,55 @@ def _f(value: float | None, digits: int = 0, suffix: str = "") -> str:
     return f"{value:,.{digits}f}{suffix}"
 
 
+def _idle_cells(row: dict[str, Any]) -> list[str]:
+    return [
+        f"{_f(row['http_rss_kib_per_conn'], 1)} / {_f(row['http_pss_kib_per_conn'], 1)}",
+        f"{_f(row['ws_rss_kib_per_conn'], 1)} / {_f(row['ws_pss_kib_per_conn'], 1)}",
+        f"{_f(row['http_alive'])} / {_f(row['ws_alive'])}",
+        _f(row["http_rss_before_kib"], 0),
+    ]
+
+
+def _load_cells(row: dict[str, Any]) -> list[str]:
+    return [
+        _f(row["rate"]),
+        f"{_f(row['min_rate'])}..{_f(row['max_rate'])}",
+        f"{_f(row['ratio'], 2, 'x')} ({_f(row['paired_ratio'], 2, 'x')})",
+        _f(row["p50_ms"], 2),
+        _f(row["p99_ms"], 2),
+        _f(row["cpu_us_per_req"], 1),
+        _f(row["cpu_ratio"], 2, "x"),
+        _f(row["cpu_pct"]),
+        str(row["errors"]),
+    ]
+
+
 def markdown_tables(results: Record) -> str:
     """The summary as Markdown tables: readable in a terminal, pasted into the docs."""
     lines: list[str] = []
     for scenario, data in results["scenarios"].items():
-        summary = data["summary"]
-        lines += [f"**{scenario}** ({data['description']})", ""]
-        if SCENARIOS[scenario].kind == "idle":
-            lines += [
-                "| server | HTTP keep-alive KiB/conn (RSS / PSS) | WebSocket KiB/conn (RSS / PSS) "
-                "| still open (HTTP / WS) | RSS before, KiB |",
-                "|---|---|---|---|---|",
+        kind = SCENARIOS[scenario].kind
+        if kind == "idle":
+            columns = [
+                "HTTP keep-alive KiB/conn (RSS / PSS)",
+                "WebSocket KiB/conn (RSS / PSS)",
+                "still open (HTTP / WS)",
+                "RSS before, KiB",
             ]
-            for name, row in summary.items():
-                if not row["runs"]:
-                    lines.append(f"| {name} | failed | | | |")
-                    continue
-                lines.append(
-                    f"| {name} | {_f(row['http_rss_kib_per_conn'], 1)} / "
-                    f"{_f(row['http_pss_kib_per_conn'], 1)} | {_f(row['ws_rss_kib_per_conn'], 1)}"
-                    f" / {_f(row['ws_pss_kib_per_conn'], 1)} | {_f(row['http_alive'])} / "
-                    f"{_f(row['ws_alive'])} | {_f(row['http_rss_before_kib'], 0)} |"
-                )
+            cells = _idle_cells
         else:
-            unit = "msg/s" if SCENARIOS[scenario].kind == "ws" else "req/s"
-            lines += [
-                f"| server | {unit} (median) | min..max | vs Uvicorn (paired) | p50 ms | p99 ms "
-                "| CPU µs/req | CPU ratio | server CPU % | errors |",
-                "|---|---|---|---|---|---|---|---|---|---|",
-            ]
-            for name, row in summary.items():
-                if not row["runs"]:
-                    lines.append(f"| {name} | failed | | | | | | | | |")
-                    continue
-                lines.append(
-                    f"| {name} | {_f(row['rate'])} | {_f(row['min_rate'])}..{_f(row['max_rate'])}"
-                    f" | {_f(row['ratio'], 2, 'x')} ({_f(row['paired_ratio'], 2, 'x')})"
-                    f" | {_f(row['p50_ms'], 2)} | {_f(row['p99_ms'], 2)}"
-                    f" | {_f(row['cpu_us_per_req'], 1)} | {_f(row['cpu_ratio'], 2, 'x')}"
-                    f" | {_f(row['cpu_pct'])} | {row['errors']} |"
-                )
+            unit = "msg/s" if kind == "ws" else "req/s"
+            columns = [
+                f"{unit} (median)", "min..max", "vs Uvicorn (paired)", "p50 ms", "p99 ms",
+                "CPU µs/req", "CPU ratio", "server CPU %", "errors",
+            ]  # fmt: skip
+            cells = _load_cells
+        lines += [f"**{scenario}** ({data['description']})", ""]
+        lines.append("| server | " + " | ".join(columns) + " |")
+        lines.append("|---" * (len(columns) + 1) + "|")
+        for name, row in data["summary"].items():
+            row_cells = cells(row) if row["runs"] else ["failed"] + [""] * (len(columns) - 1)
+            lines.append(f"| {name} | " + " | ".join(row_cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
