@@ -16,7 +16,7 @@ from typing import Any
 
 from ketch.core.app import load_app
 from ketch.core.config import Config
-from ketch.core.context import TICK_SECONDS, ServerContext
+from ketch.core.context import TICK_SECONDS, Connection, ServerContext
 from ketch.core.errors import STARTUP_FAILURE, ConfigError
 from ketch.core.lifespan import Lifespan
 from ketch.core.logging import configure_logging
@@ -219,23 +219,34 @@ class Server:
             self._wakeup.set()
 
     def _tick(self) -> None:
-        """Twice a second: coarse clock, Date header, deadlines, exit requests."""
+        """Twice a second: coarse clock, Date header, deadlines, exit requests.
+
+        It reschedules itself whatever happens: every deadline of the process
+        depends on it, so one connection's failure must not stop it."""
         context, loop = self.context, self._loop
         assert context is not None and loop is not None
-        now = context.now = loop.time()
-        context.default_headers.refresh()
-        due = [c for c in context.connections if 0.0 < c.deadline <= now]
-        for connection in due:
-            connection.on_deadline()
-        if self.should_exit:
-            self._wake()
-        notify = self.config.callback_notify
-        if notify is not None and now >= self._next_notify:
-            self._next_notify = now + self.config.timeout_notify
-            task = loop.create_task(self._notify(notify))
-            context.tasks.add(task)
-            task.add_done_callback(context.tasks.discard)
-        self._tick_handle = loop.call_later(TICK_SECONDS, self._tick)
+        try:
+            now = context.now = loop.time()
+            context.default_headers.refresh()
+            due = [c for c in context.connections if 0.0 < c.deadline <= now]
+            for connection in due:
+                try:
+                    connection.on_deadline()
+                except Exception:
+                    logger.exception("Error in a connection's deadline; closing the connection")
+                    _abort_quietly(connection)
+            if self.should_exit:
+                self._wake()
+            notify = self.config.callback_notify
+            if notify is not None and now >= self._next_notify:
+                self._next_notify = now + self.config.timeout_notify
+                task = loop.create_task(self._notify(notify))
+                context.tasks.add(task)
+                task.add_done_callback(context.tasks.discard)
+        except Exception:
+            logger.exception("Error in the server's periodic sweep")
+        finally:
+            self._tick_handle = loop.call_later(TICK_SECONDS, self._tick)
 
     @staticmethod
     async def _notify(notify: Callable[..., Awaitable[None]]) -> None:
@@ -312,6 +323,16 @@ class Server:
         if self.should_exit and sig == signal.SIGINT:
             self.force_exit = True
         self.request_exit()
+
+
+def _abort_quietly(connection: Connection) -> None:
+    try:
+        connection.abort()
+    except Exception:
+        logger.exception("Error while aborting a connection")
+    finally:
+        # never due again: a connection that cannot even abort must not fail every tick
+        connection.deadline = 0.0
 
 
 def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
