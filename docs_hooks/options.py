@@ -25,7 +25,7 @@ from mkdocs.exceptions import PluginError
 
 from ketch.cli.main import build_command
 from ketch.core.config import Config, Option, cli_flag, options
-from ketch.core.plugins import KNOWN_PLUGINS
+from ketch.core.plugins import GROUPS, own_names
 
 OPTIONS_MARKER = "<!-- ketch:options -->"
 ADDED_MARKER = "<!-- ketch:options-added -->"
@@ -128,7 +128,7 @@ def render_added() -> str:
 
 def type_text(option: Option) -> str:
     if option.registry:
-        own = [name for group, name in KNOWN_PLUGINS if group == option.registry]
+        own = own_names(GROUPS[option.registry])
         choices = ", ".join(f"`{name}`" for name in ["auto", *own, *option.extra_choices])
         text = f"{choices}, or the name of an installed third-party plugin"
     elif option.choices:

@@ -182,7 +182,11 @@ def test_multiple_headers_option() -> None:
         (["no_such_module_xyz:app"], 'Could not import module "no_such_module_xyz"'),
         (["support.apps:nope"], 'Attribute "nope" not found in module "support.apps"'),
         (["support.apps:hello.deeper"], 'Attribute "hello.deeper" not found'),
-        (["support.apps:hello", "--http", "nope"], "Invalid value for '--http'"),
+        (
+            ["support.apps:hello", "--http", "nope"],
+            "--http nope: no HTTP plugin named 'nope' is installed (installed: example, h11, "
+            "httptools; ketch's own come with pip install ketch-http)",
+        ),
         (["support.apps:hello", "--port", "70000"], "--port must be at most 65535"),
         (["support.apps:hello", "--workers", "0"], "--workers must be at least 1"),
         (["support.apps:hello", "--header", "novalue"], "--header needs the form Name:Value"),

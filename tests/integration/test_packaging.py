@@ -175,7 +175,8 @@ def test_partial_install_names_what_is_missing(wheels: Path, venv: Venv) -> None
     assert "pip install ketch-supervisor" in reload.stderr
     ws = run("--ws", "websockets")
     assert ws.returncode != 0
-    assert "ketch-ws[websockets]" in ws.stderr
+    assert "pip install ketch-ws" in ws.stderr
+    assert "Traceback" not in ws.stderr
     args = ["support.apps:hello", "--port", "0"]
     with KetchProcess(args, command=ketch, env=venv.env()) as server:
         assert httpx.get(f"http://127.0.0.1:{server.port()}/").text == "Hello, world!"

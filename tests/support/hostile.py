@@ -26,6 +26,8 @@ def _req(head: bytes, body: bytes = b"") -> bytes:
     return head.replace(b"\n", b"\r\n") + b"\r\n" + body
 
 
+_CHUNKED = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
 CASES = [
     Case(
         "cl-and-te",
@@ -83,6 +85,85 @@ CASES = [
         + b"fffffffffffffffffffff\r\nhello\r\n",
         400,
         "a chunk size that overflows",
+    ),
+    Case(
+        "chunk-size-2-64",
+        _req(b"POST / HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n")
+        + b"%x\r\nhello\r\n0\r\n\r\n" % (2**64 + 5),
+        400,
+        "a chunk size of 2^64 + 5 (that wraps around to 5 in a 64-bit counter)",
+    ),
+    Case(
+        "chunk-size-space",
+        _CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n",
+        400,
+        "whitespace after a chunk size",
+    ),
+    Case(
+        "chunk-ext-bare-cr",
+        _CHUNKED + b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+        400,
+        "a bare CR in a chunk extension",
+    ),
+    Case(
+        "chunk-ext-nul",
+        _CHUNKED + b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
+        400,
+        "NUL in a chunk extension",
+    ),
+    Case(
+        "chunk-size-bare-lf",
+        _CHUNKED + b"5\nhello\r\n0\r\n\r\n",
+        400,
+        "a chunk-size line ending in a bare LF",
+    ),
+    Case(
+        "chunk-data-no-crlf",
+        _CHUNKED + b"5\r\nhelloX\r\n0\r\n\r\n",
+        400,
+        "chunk data longer than its size (no CRLF where it must end)",
+    ),
+    Case(
+        "last-chunk-bare-lf",
+        _CHUNKED + b"5\r\nhello\r\n0\r\n\n",
+        400,
+        "the end of a chunked body in a bare LF",
+    ),
+    Case(
+        "trailer-bare-lf",
+        _CHUNKED + b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n",
+        400,
+        "a trailer line ending in a bare LF",
+    ),
+    Case(
+        "trailer-obs-fold",
+        _CHUNKED + b"5\r\nhello\r\n0\r\nX-T: 1\r\n 2\r\n\r\n",
+        400,
+        "obsolete line folding in a trailer",
+    ),
+    Case(
+        "trailer-bad-name",
+        _CHUNKED + b"5\r\nhello\r\n0\r\nX T: 1\r\n\r\n",
+        400,
+        "a trailer name that is not a token",
+    ),
+    Case(
+        "trailer-control",
+        _CHUNKED + b"5\r\nhello\r\n0\r\nX-T: a\x01b\r\n\r\n",
+        400,
+        "a control character in a trailer value",
+    ),
+    Case(
+        "trailer-too-large",
+        _CHUNKED + b"5\r\nhello\r\n0\r\nX-T: " + b"a" * 70_000 + b"\r\n\r\n",
+        431,
+        "trailers larger than --limit-request-header-size",
+    ),
+    Case(
+        "chunked-with-trailer",
+        _CHUNKED + b"5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+        200,
+        "chunk extensions and a trailer (accepted; the trailer is dropped)",
     ),
     Case(
         "te-gzip",

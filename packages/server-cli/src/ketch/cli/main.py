@@ -19,7 +19,7 @@ import click
 from ketch.core import __version__, run
 from ketch.core.config import cli_flag, options
 from ketch.core.errors import KetchError
-from ketch.core.plugins import choices
+from ketch.core.plugins import GROUPS, names
 
 ENV_PREFIX = "KETCH_"
 
@@ -48,6 +48,14 @@ def _types() -> dict[str, Any]:
     }
 
 
+class PluginChoice(click.Choice):  # type: ignore[type-arg]
+    """Shows the installed plugins in the help, but takes any name: one that is
+    not installed gets the registry's one-line error, which says what to install."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return value
+
+
 def build_params() -> list[click.Parameter]:
     """The command's parameters, one per `Config` option marked for the CLI."""
     types = _types()
@@ -69,7 +77,8 @@ def build_params() -> list[click.Parameter]:
             params.append(click.Option(decls, is_flag=True, default=default, **common))
             continue
         if option.registry:
-            kind: Any = click.Choice(["auto", *choices(option.registry), *option.extra_choices])
+            installed = names(GROUPS[option.registry])
+            kind: Any = PluginChoice(["auto", *installed, *option.extra_choices])
         elif option.choices:
             kind = click.Choice(list(option.choices))
         else:

@@ -17,7 +17,10 @@ import os
 import sys
 from configparser import RawConfigParser
 from copy import copy, deepcopy
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ketch.core.config import Config
 
 TRACE_LOG_LEVEL = 5
 logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
@@ -141,6 +144,14 @@ class AccessFormatter(DefaultFormatter):
             colour = {1: "37", 2: "32", 3: "33", 4: "31", 5: "91"}.get(status_code // 100, "0")
             text = _paint(text, colour)
         return text
+
+
+def setup_logging(config: Config) -> None:
+    """Configure this process's logging from `config`: once per process, by the
+    `Server` that serves in it, or by `run()` in a supervisor's process."""
+    configure_logging(
+        config.log_config, config.log_level_number, config.access_log, config.use_colors
+    )
 
 
 def configure_logging(

@@ -3,39 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from ketch.core.plugins import LazyPlugin
+
+ASYNCIO = LazyPlugin(
+    name="asyncio",
+    priority=0,
+    requirement="ketch-core",
+    implementation="ketch.core.loops:AsyncioImplementation",
+)
+UVLOOP = LazyPlugin(
+    name="uvloop",
+    priority=10,
+    requirement="ketch-core[uvloop]",
+    implementation="ketch.core.loops:UvloopImplementation",
+    needs=("uvloop",),
+)
 
 
-@dataclass(frozen=True)
-class AsyncioLoop:
-    name: str = "asyncio"
-    priority: int = 0
-    requirement: str = "ketch-core"
+class AsyncioImplementation:
+    """What the `asyncio` plugin does, once it is used."""
 
-    def available(self) -> bool:
-        return True
-
-    def loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
+    @staticmethod
+    def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         return asyncio.new_event_loop
 
 
-@dataclass(frozen=True)
-class UvloopLoop:
-    name: str = "uvloop"
-    priority: int = 10
-    requirement: str = "ketch-core[uvloop]"
+class UvloopImplementation:
+    """What the `uvloop` plugin does, once it is used (uvloop is imported then)."""
 
-    def available(self) -> bool:
-        return importlib.util.find_spec("uvloop") is not None
-
-    def loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop]:
+    @staticmethod
+    def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
 
         factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         return factory
-
-
-ASYNCIO = AsyncioLoop()
-UVLOOP = UvloopLoop()

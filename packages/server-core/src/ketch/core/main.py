@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 from ketch.core.config import Config
 from ketch.core.errors import ConfigError
-from ketch.core.logging import configure_logging
-from ketch.core.plugins import select_supervisor
-from ketch.core.server import Server, load_env_file
+from ketch.core.logging import setup_logging
+from ketch.core.plugins import SUPERVISOR, load
+from ketch.core.server import Server
 
 
 def run(app: Any, **options: Any) -> None:
@@ -21,11 +22,9 @@ def run(app: Any, **options: Any) -> None:
     application startup exits the process with status 3.
     """
     config = Config(app, **options)
-    configure_logging(
-        config.log_config, config.log_level_number, config.access_log, config.use_colors
-    )
     load_env_file(config.env_file)
     if config.use_subprocess:
+        setup_logging(config)  # the supervisor's; each server process sets up its own
         status = run_supervised(config)
     else:
         server = Server(config)
@@ -46,4 +45,18 @@ def run_supervised(config: Config) -> int:
             f"{option} starts new processes, which import the application themselves: pass it "
             'as an import string such as "main:app" instead of the application object'
         )
-    return select_supervisor(name, option).run(config)
+    return load(SUPERVISOR, name, option).run(config)
+
+
+def load_env_file(path: str | os.PathLike[str] | None) -> None:
+    if path is None:
+        return
+    try:
+        from dotenv import load_dotenv
+    except ImportError:
+        raise ConfigError(
+            "--env-file needs python-dotenv: pip install 'ketch-core[dotenv]'"
+        ) from None
+    if not os.path.isfile(path):
+        raise ConfigError(f"--env-file {os.fspath(path)}: no such file")
+    load_dotenv(dotenv_path=path)

@@ -3,18 +3,22 @@
 Four entry-point groups: `ketch.http`, `ketch.ws`, `ketch.loop` and
 `ketch.supervisor`. Each entry point names a plugin object (see the Protocols
 below). Only the plugin that is asked for is loaded; `auto` loads ketch's own
-plugins of the group (small objects that import nothing heavy) and takes the
-available one of highest priority. A plugin that is missing, broken or cannot
-run here is a one-line `PluginError` that says what to install.
+plugins of the group (small objects that import nothing heavy, see
+`LazyPlugin`) and takes the available one of highest priority. A plugin that
+is missing, broken or cannot run here is a one-line `PluginError` that says
+what to install.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from ketch.core.errors import PluginError
 
@@ -22,40 +26,6 @@ if TYPE_CHECKING:
     from ketch.core._types import WebSocketScope
     from ketch.core.config import Config
     from ketch.core.context import ServerContext
-
-HTTP_GROUP = "ketch.http"
-WS_GROUP = "ketch.ws"
-LOOP_GROUP = "ketch.loop"
-SUPERVISOR_GROUP = "ketch.supervisor"
-
-# The distributions whose plugins `auto` chooses from.
-OWN_DISTRIBUTIONS = frozenset({"ketch-core", "ketch-http", "ketch-ws", "ketch-supervisor"})
-
-# What to install for each of ketch's own plugins, so that asking for one whose
-# distribution is not installed at all still names the fix.
-KNOWN_PLUGINS: dict[tuple[str, str], str] = {
-    (HTTP_GROUP, "h11"): "ketch-http",
-    (HTTP_GROUP, "httptools"): "ketch-http[httptools]",
-    (WS_GROUP, "websockets"): "ketch-ws[websockets]",
-    (WS_GROUP, "websockets-sansio"): "ketch-ws[websockets]",  # Uvicorn's name
-    (WS_GROUP, "wsproto"): "ketch-ws[wsproto]",
-    (LOOP_GROUP, "asyncio"): "ketch-core",
-    (LOOP_GROUP, "uvloop"): "ketch-core[uvloop]",
-    (SUPERVISOR_GROUP, "workers"): "ketch-supervisor",
-    (SUPERVISOR_GROUP, "reload"): "ketch-supervisor",
-}
-_DEFAULT_DISTRIBUTION = {
-    HTTP_GROUP: "ketch-http",
-    WS_GROUP: "ketch-ws",
-    LOOP_GROUP: "ketch-core",
-    SUPERVISOR_GROUP: "ketch-supervisor",
-}
-_KIND = {
-    HTTP_GROUP: "HTTP",
-    WS_GROUP: "WebSocket",
-    LOOP_GROUP: "event loop",
-    SUPERVISOR_GROUP: "supervisor",
-}
 
 
 class Plugin(Protocol):
@@ -67,7 +37,7 @@ class Plugin(Protocol):
 
     @property
     def priority(self) -> int:
-        """Higher wins when `auto` chooses among available plugins."""
+        """Higher wins when `auto` chooses among ketch's own available plugins."""
 
     @property
     def requirement(self) -> str:
@@ -93,9 +63,10 @@ class WebSocketUpgrade(Protocol):
         """Take over `transport` after an HTTP/1.1 upgrade request.
 
         `scope` is the ready WebSocket scope, `target` the raw request target
-        and `buffered` the bytes already read after the request head. The HTTP
-        protocol has removed itself from `context.connections`; the WebSocket
-        protocol calls `transport.set_protocol()` and adds itself.
+        and `buffered` the bytes already read after the request. The HTTP
+        protocol has removed itself from `context.connections`, and left the
+        transport reading; the WebSocket protocol calls
+        `transport.set_protocol()` and adds itself.
         """
 
 
@@ -117,6 +88,55 @@ class SupervisorPlugin(Plugin, Protocol):
 P = TypeVar("P", bound=Plugin)
 
 
+@dataclass(frozen=True)
+class Group(Generic[P]):
+    """An entry-point group and what its plugins are called in messages."""
+
+    name: str  # the entry-point group
+    kind: str  # "HTTP", for "no HTTP plugin named ..."
+    distribution: str  # where ketch's own plugins of the group come from
+
+
+HTTP: Group[HTTPPlugin] = Group("ketch.http", "HTTP", "ketch-http")
+WS: Group[WebSocketPlugin] = Group("ketch.ws", "WebSocket", "ketch-ws")
+LOOP: Group[LoopPlugin] = Group("ketch.loop", "event loop", "ketch-core")
+SUPERVISOR: Group[SupervisorPlugin] = Group("ketch.supervisor", "supervisor", "ketch-supervisor")
+GROUPS: dict[str, Group[Any]] = {group.name: group for group in (HTTP, WS, LOOP, SUPERVISOR)}
+
+
+@dataclass(frozen=True)
+class LazyPlugin:
+    """A plugin described by data, whose implementation is imported on first use.
+
+    `auto` loads every plugin object of ketch's own distributions to compare
+    them, so those objects must import nothing heavy: `available()` only looks
+    for the `needs` modules, and every other attribute (`protocol_factory`,
+    `upgrade_handler`, `loop_factory`, `run`) is read from `implementation`
+    ("module" or "module:attribute"), imported when first asked for.
+    """
+
+    name: str
+    priority: int
+    requirement: str
+    implementation: str
+    needs: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        return all(importlib.util.find_spec(module) is not None for module in self.needs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(_implementation(self.implementation), attribute)
+
+
+@functools.cache
+def _implementation(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    return getattr(target, attribute) if attribute else target
+
+
 @functools.cache
 def _entry_points(group: str) -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
@@ -125,16 +145,9 @@ def _entry_points(group: str) -> dict[str, EntryPoint]:
     return found
 
 
-def names(group: str) -> list[str]:
+def names(group: Group[Any]) -> list[str]:
     """The names registered in a group, without loading any plugin."""
-    return sorted(_entry_points(group))
-
-
-def choices(group: str) -> list[str]:
-    """What a user may ask for: the installed plugins and ketch's own ones, so that
-    asking for one that is not installed gets an error naming what to install."""
-    known = {name for known_group, name in KNOWN_PLUGINS if known_group == group}
-    return sorted(set(names(group)) | known)
+    return sorted(_entry_points(group.name))
 
 
 def _distribution(entry_point: EntryPoint) -> str:
@@ -142,63 +155,61 @@ def _distribution(entry_point: EntryPoint) -> str:
     return dist.metadata["Name"] if dist is not None else "?"
 
 
-def _install_hint(group: str, name: str) -> str:
-    requirement = KNOWN_PLUGINS.get((group, name))
-    if requirement is None:
-        return ""
-    quoted = f"'{requirement}'" if "[" in requirement else requirement
-    return f": pip install {quoted}"
+def own_names(group: Group[Any]) -> list[str]:
+    """The names ketch's own distribution registers in `group` (for the docs)."""
+    return sorted(
+        name
+        for name, entry_point in _entry_points(group.name).items()
+        if _distribution(entry_point) == group.distribution
+    )
 
 
-def load(group: str, name: str, option: str) -> Plugin:
+def _pip(requirement: str) -> str:
+    return f"pip install '{requirement}'" if "[" in requirement else f"pip install {requirement}"
+
+
+def load(group: Group[P], name: str, option: str) -> P:
     """Load the plugin `name` of `group`; `option` is how the user asked for it
     (such as `--http httptools`), for the error message."""
-    entry_point = _entry_points(group).get(name)
+    entry_point = _entry_points(group.name).get(name)
     if entry_point is None:
         installed = ", ".join(names(group)) or "none"
-        hint = _install_hint(group, name)
-        if hint:
-            raise PluginError(f"{option} needs a plugin that is not installed{hint}")
         raise PluginError(
-            f"{option}: no {_KIND[group]} plugin named {name!r} is installed "
-            f"(installed: {installed})"
+            f"{option}: no {group.kind} plugin named {name!r} is installed "
+            f"(installed: {installed}; ketch's own come with {_pip(group.distribution)})"
         )
     try:
-        plugin: Plugin = entry_point.load()
+        plugin = cast(P, entry_point.load())
     except Exception as exc:
         raise PluginError(
             f"{option}: the plugin from {_distribution(entry_point)} failed to load "
             f"({type(exc).__name__}: {exc})"
         ) from exc
     if not plugin.available():
-        requirement = plugin.requirement
-        quoted = f"'{requirement}'" if "[" in requirement else requirement
-        raise PluginError(f"{option} cannot run here: pip install {quoted}")
+        raise PluginError(f"{option} cannot run here: {_pip(plugin.requirement)}")
     return plugin
 
 
-def select(group: str, name: str, option: str) -> Plugin:
-    """`load()`, where `auto` picks the available ketch plugin of highest priority."""
+def select(group: Group[P], name: str, option: str) -> P:
+    """`load()`, where `auto` picks the available plugin of highest priority among
+    those of ketch's own distribution for the group."""
     if name != "auto":
         return load(group, name, option)
-    candidates: list[Plugin] = []
-    for entry_point in _entry_points(group).values():
-        if _distribution(entry_point) not in OWN_DISTRIBUTIONS:
-            continue
+    candidates: list[P] = []
+    for entry_point in _entry_points(group.name).values():
+        if _distribution(entry_point) != group.distribution:
+            continue  # a third-party plugin runs only when named
         try:
-            plugin: Plugin = entry_point.load()
+            plugin = cast(P, entry_point.load())
         except Exception:
             continue
         if plugin.available():
             candidates.append(plugin)
     if not candidates:
-        dist = _DEFAULT_DISTRIBUTION[group]
-        raise PluginError(f"{option}: no {_KIND[group]} plugin can run here: pip install {dist}")
+        raise PluginError(
+            f"{option}: no {group.kind} plugin can run here: {_pip(group.distribution)}"
+        )
     return max(candidates, key=lambda plugin: plugin.priority)
-
-
-def select_http(name: str) -> HTTPPlugin:
-    return select(HTTP_GROUP, name, f"--http {name}")  # type: ignore[return-value]
 
 
 def select_ws(name: str) -> WebSocketPlugin | None:
@@ -207,15 +218,7 @@ def select_ws(name: str) -> WebSocketPlugin | None:
         return None
     if name == "auto":
         try:
-            return select(WS_GROUP, name, "--ws auto")  # type: ignore[return-value]
+            return select(WS, name, "--ws auto")
         except PluginError:
             return None
-    return load(WS_GROUP, name, f"--ws {name}")  # type: ignore[return-value]
-
-
-def select_loop(name: str) -> LoopPlugin:
-    return select(LOOP_GROUP, name, f"--loop {name}")  # type: ignore[return-value]
-
-
-def select_supervisor(name: str, option: str) -> SupervisorPlugin:
-    return load(SUPERVISOR_GROUP, name, option)  # type: ignore[return-value]
+    return load(WS, name, f"--ws {name}")

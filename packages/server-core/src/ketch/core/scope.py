@@ -3,13 +3,16 @@ WebSocket protocol so that they all present a request the same way."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from ketch.core._types import ASGIVersions, Headers, HTTPScope, WebSocketScope
 
+if TYPE_CHECKING:
+    from ketch.core.context import ServerContext
+    from ketch.core.transport import ConnectionInfo
+
 ASGI_VERSIONS: ASGIVersions = {"version": "3.0", "spec_version": "2.5"}
-ASGI2_VERSIONS: ASGIVersions = {"version": "2.0", "spec_version": "2.5"}
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -38,78 +41,65 @@ def decode_path(raw_path: bytes) -> str:
 
 
 def http_scope(
+    context: ServerContext,
+    info: ConnectionInfo,
     method: str,
     http_version: str,
     raw_path: bytes,
     query_string: bytes,
     headers: Headers,
-    scheme: str,
-    server: tuple[str, int | None] | None,
-    client: tuple[str, int] | None,
-    root_path: str,
-    state: dict[str, Any],
 ) -> HTTPScope:
+    """The scope of an HTTP request; `headers` with lowercase names."""
+    root_path = context.settings.root_path
     return {
         "type": "http",
         "asgi": ASGI_VERSIONS,
         "http_version": http_version,
-        "server": server,
-        "client": client,
-        "scheme": scheme,
+        "server": info.server,
+        "client": info.client,
+        "scheme": info.scheme,
         "method": method,
         "root_path": root_path,
         "path": root_path + decode_path(raw_path),
         "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
         "query_string": query_string,
         "headers": headers,
-        "state": state.copy(),
+        "state": context.lifespan_state.copy(),
     }
 
 
 def websocket_scope(
+    context: ServerContext,
+    info: ConnectionInfo,
     http_version: str,
     raw_path: bytes,
     query_string: bytes,
     headers: Headers,
-    scheme: str,
-    server: tuple[str, int | None] | None,
-    client: tuple[str, int] | None,
-    root_path: str,
-    state: dict[str, Any],
 ) -> WebSocketScope:
+    """The scope of a WebSocket handshake request; `headers` with lowercase names."""
     subprotocols: list[str] = []
     for name, value in headers:
         if name == b"sec-websocket-protocol":
             subprotocols.extend(
                 token.strip() for token in value.decode("latin-1").split(",") if token.strip()
             )
+    root_path = context.settings.root_path
     return {
         "type": "websocket",
         "asgi": ASGI_VERSIONS,
         "http_version": http_version,
-        "server": server,
-        "client": client,
-        "scheme": "wss" if scheme == "https" else "ws",
+        "server": info.server,
+        "client": info.client,
+        "scheme": "wss" if info.scheme == "https" else "ws",
         "root_path": root_path,
         "path": root_path + decode_path(raw_path),
         "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
         "query_string": query_string,
         "headers": headers,
         "subprotocols": subprotocols,
-        "state": state.copy(),
+        "state": context.lifespan_state.copy(),
         "extensions": {"websocket.http.response": {}},
     }
-
-
-def is_websocket_upgrade(headers: Headers) -> bool:
-    """True for a request that asks to switch to WebSocket (RFC 6455 4.1)."""
-    upgrade = connection = False
-    for name, value in headers:
-        if name == b"upgrade":
-            upgrade = upgrade or b"websocket" in value.lower()
-        elif name == b"connection":
-            connection = connection or b"upgrade" in value.lower()
-    return upgrade and connection
 
 
 def client_text(client: tuple[str, int] | None) -> str:

@@ -18,9 +18,11 @@ from ketch.core.app import load_app
 from ketch.core.config import Config
 from ketch.core.context import TICK_SECONDS, Connection, ServerContext
 from ketch.core.errors import STARTUP_FAILURE, ConfigError
+from ketch.core.headers import DefaultHeaders
 from ketch.core.lifespan import Lifespan
-from ketch.core.logging import configure_logging
-from ketch.core.plugins import HTTPPlugin, WebSocketPlugin, select_http, select_loop, select_ws
+from ketch.core.logging import setup_logging
+from ketch.core.plugins import HTTP, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
+from ketch.core.settings import ServerSettings
 from ketch.core.sockets import Listener, bind, create_ssl_context, describe
 
 logger = logging.getLogger("ketch.error")
@@ -31,7 +33,7 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def resolve_http(choice: Any) -> HTTPPlugin:
     """`--http NAME`, or a plugin object passed to run()/Config directly."""
     if isinstance(choice, str):
-        return select_http(choice)
+        return select(HTTP, choice, f"--http {choice}")
     if not hasattr(choice, "protocol_factory"):
         raise ConfigError(f"http={choice!r} is neither a plugin name nor an HTTP plugin")
     plugin: HTTPPlugin = choice
@@ -49,25 +51,11 @@ def resolve_ws(choice: Any) -> WebSocketPlugin | None:
     return plugin
 
 
-def load_env_file(path: str | os.PathLike[str] | None) -> None:
-    if path is None:
-        return
-    try:
-        from dotenv import load_dotenv
-    except ImportError:
-        raise ConfigError(
-            "--env-file needs python-dotenv: pip install 'ketch-core[dotenv]'"
-        ) from None
-    if not os.path.isfile(path):
-        raise ConfigError(f"--env-file {os.fspath(path)}: no such file")
-    load_dotenv(dotenv_path=path)
-
-
 def new_event_loop(config: Config) -> asyncio.AbstractEventLoop:
     if callable(config.loop):
         loop: asyncio.AbstractEventLoop = config.loop()
         return loop
-    return select_loop(config.loop).loop_factory()()
+    return select(LOOP, config.loop, f"--loop {config.loop}").loop_factory()()
 
 
 class Server:
@@ -125,10 +113,7 @@ class Server:
 
     async def _serve(self, sockets: list[socket.socket] | None) -> None:
         config = self.config
-        configure_logging(
-            config.log_config, config.log_level_number, config.access_log, config.use_colors
-        )
-        load_env_file(config.env_file)
+        setup_logging(config)
         loop = self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
 
@@ -138,7 +123,12 @@ class Server:
         ssl_context = create_ssl_context(config)
         app, _ = load_app(config)
 
-        context = self.context = ServerContext(config, app, loop)
+        default_headers = DefaultHeaders(
+            config.server_header, config.date_header, list(config.headers or [])
+        )
+        context = self.context = ServerContext(
+            ServerSettings.from_config(config), app, loop, default_headers
+        )
         context.restarting = self.restarting
         if config.limit_max_requests is not None:
             jitter = random.randint(0, config.limit_max_requests_jitter)

@@ -1,10 +1,27 @@
-"""What every connection protocol needs from its transport: addresses, TLS, and
-write flow control."""
+"""What every connection protocol needs from its transport: who is connected,
+over what, and flow control both ways."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from typing import NamedTuple
+
+
+class ConnectionInfo(NamedTuple):
+    """Who is on the other end of a connection, and where it arrived."""
+
+    client: tuple[str, int] | None  # the peer's (host, port); None on a UNIX socket
+    server: tuple[str, int | None] | None  # (host, port), or (path, None) on a UNIX socket
+    scheme: str  # "https" over TLS, else "http"
+
+
+def connection_info(transport: asyncio.BaseTransport) -> ConnectionInfo:
+    return ConnectionInfo(
+        get_remote_addr(transport),
+        get_local_addr(transport),
+        "https" if is_ssl(transport) else "http",
+    )
 
 
 def get_remote_addr(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
@@ -37,6 +54,38 @@ def get_local_addr(transport: asyncio.BaseTransport) -> tuple[str, int | None] |
 
 def is_ssl(transport: asyncio.BaseTransport) -> bool:
     return transport.get_extra_info("sslcontext") is not None
+
+
+class ReadFlow:
+    """Reading paused for one or more reasons, and resumed once none is left.
+
+    Reasons are bits a protocol defines (body buffer full, a request waiting
+    its turn, ...), so that one reason going away never resumes reading that
+    another still needs paused."""
+
+    __slots__ = ("reasons", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.reasons = 0
+
+    def pause(self, reason: int) -> None:
+        if not self.reasons and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.reasons |= reason
+
+    def resume(self, reason: int) -> None:
+        reasons = self.reasons
+        if reasons & reason:
+            reasons = self.reasons = reasons & ~reason
+            if not reasons and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def resume_all(self) -> None:
+        if self.reasons:
+            self.reasons = 0
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
 
 
 class WriteFlow:
@@ -73,5 +122,10 @@ class WriteFlow:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            wake(waiter)
+
+
+def wake(waiter: asyncio.Future[None] | None) -> None:
+    """Resolve a future someone may be awaiting (nothing if it is None or done)."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

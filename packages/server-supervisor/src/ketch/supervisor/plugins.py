@@ -3,36 +3,19 @@ Importing this module imports neither watchfiles nor gunicorn."""
 
 from __future__ import annotations
 
-from ketch.core import Config
+from ketch.core.api import LazyPlugin
 
-
-class Workers:
-    name = "workers"
-    priority = 0
-    requirement = "ketch-supervisor"
-
-    def available(self) -> bool:
-        return True
-
-    def run(self, config: Config) -> int:
-        from ketch.supervisor.workers import Supervisor
-
-        return Supervisor(config).run()
-
-
-class Reload:
-    name = "reload"
-    priority = 0
-    requirement = "ketch-supervisor"
-
-    def available(self) -> bool:
-        return True  # watchfiles when installed, polling otherwise
-
-    def run(self, config: Config) -> int:
-        from ketch.supervisor.reload import ReloadSupervisor
-
-        return ReloadSupervisor(config).run()
-
-
-WORKERS = Workers()
-RELOAD = Reload()
+# `--workers N`: a parent that keeps N healthy worker processes
+WORKERS = LazyPlugin(
+    name="workers",
+    priority=0,
+    requirement="ketch-supervisor",
+    implementation="ketch.supervisor.workers",
+)
+# `--reload`: watchfiles when installed, polling otherwise
+RELOAD = LazyPlugin(
+    name="reload",
+    priority=0,
+    requirement="ketch-supervisor",
+    implementation="ketch.supervisor.reload",
+)

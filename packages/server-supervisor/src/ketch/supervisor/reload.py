@@ -203,3 +203,8 @@ def _display(path: Path) -> str:
         return f"'{path.relative_to(Path.cwd())}'"
     except ValueError:
         return f"'{path}'"
+
+
+def run(config: Config) -> int:
+    """The plugin's entry: serve `config` under this supervisor; the exit status."""
+    return ReloadSupervisor(config).run()

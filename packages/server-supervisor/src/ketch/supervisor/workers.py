@@ -359,3 +359,8 @@ class Supervisor:
             worker.close()
         self.workers.clear()
         self.retiring.clear()
+
+
+def run(config: Config) -> int:
+    """The plugin's entry: serve `config` under this supervisor; the exit status."""
+    return Supervisor(config).run()

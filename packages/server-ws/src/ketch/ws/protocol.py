@@ -18,23 +18,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import enum
-import http
 import logging
 import os
-import re
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
-from ketch.core import ServerContext
-from ketch.core._types import ASGI3Application, Headers, Message, Scope, WebSocketScope
-from ketch.core.scope import client_text, path_with_query
-from ketch.core.transport import WriteFlow
-
-if TYPE_CHECKING:
-    from ketch.core.plugins import WebSocketUpgrade
+from ketch.core.api import (
+    CHUNKED,
+    LAST_CHUNK,
+    ASGI3Application,
+    Framing,
+    Headers,
+    Message,
+    Scope,
+    ServerContext,
+    WebSocketScope,
+    WebSocketSettings,
+    WebSocketUpgrade,
+    WriteFlow,
+    checked_headers,
+    chunk,
+    client_text,
+    half_close,
+    path_with_query,
+    response_head,
+    wake,
+)
 
 logger = logging.getLogger("ketch.error")
 
@@ -72,13 +83,13 @@ WRITE_SEPARATELY = 16 * 1024
 # Close codes (RFC 6455 7.4.1)
 NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
-PROTOCOL_ERROR = 1002
 ABNORMAL_CLOSURE = 1006
 INVALID_DATA = 1007
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
 _SHUTDOWN_REASONS = {GOING_AWAY: "Server shutting down", SERVICE_RESTART: "Server restarting"}
+_HANDSHAKE_OWNED = frozenset({b"connection"})
 
 # Server-to-client frame headers with FIN set and no mask (RFC 6455 5.2)
 OP_TEXT, OP_BINARY = 0x1, 0x2
@@ -88,10 +99,6 @@ _SHORT_HEADERS = {
 }
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
-
-# RFC 9110 field names and values the app may send in a response head
-_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ClientDisconnected(OSError):
@@ -105,31 +112,6 @@ def frame_header(opcode: int, length: int) -> bytes:
     if length < 65536:
         return _HEADER_16.pack(0x80 | opcode, 126, length)
     return _HEADER_64.pack(0x80 | opcode, 127, length)
-
-
-class Settings:
-    """The --ws-* options, read once per server and shared by its connections."""
-
-    __slots__ = (
-        "max_queue",
-        "max_size",
-        "per_message_deflate",
-        "ping_interval",
-        "ping_timeout",
-        "resume_at",
-    )
-
-    def __init__(self, context: ServerContext) -> None:
-        config = context.config
-        self.max_size: int = config.ws_max_size
-        self.max_queue: int = config.ws_max_queue
-        # after a full queue paused reading, read again once the app caught up
-        self.resume_at = self.max_queue // 4
-        interval = config.ws_ping_interval
-        timeout = config.ws_ping_timeout
-        self.ping_interval: float | None = interval if interval and interval > 0 else None
-        self.ping_timeout: float | None = timeout if timeout and timeout > 0 else None
-        self.per_message_deflate: bool = config.ws_per_message_deflate
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -147,7 +129,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_queue",
         "_raw_frames",
         "_read_paused",
-        "_response_chunked",
+        "_response_framing",
         "_state",
         "_waiter",
         "context",
@@ -161,7 +143,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def __init__(
         self,
         context: ServerContext,
-        settings: Settings,
+        settings: WebSocketSettings,
         transport: asyncio.Transport,
         scope: WebSocketScope,
         target: bytes,
@@ -184,12 +166,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self._raw_frames = True  # no extension: data frames are framed here
         self._app_closed = False  # the app sent websocket.close
         self._closing_code = 0  # set when shutdown asks a connecting socket to close
-        self._response_chunked = False
+        self._response_framing: Framing = CHUNKED
         self._pending_head: tuple[int, Headers] | None = None  # a denial response's
 
     @classmethod
     def upgrade_handler(cls, context: ServerContext) -> WebSocketUpgrade:
-        settings = Settings(context)
+        settings = context.settings.websocket
 
         def upgrade(
             transport: asyncio.Transport, scope: WebSocketScope, target: bytes, buffered: bytes
@@ -218,12 +200,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if context.shutting_down:  # handed over while the server stops: close once accepted
             self._closing_code = SERVICE_RESTART if context.restarting else GOING_AWAY
         self._queue.append({"type": "websocket.connect"})
-        coro = self._run_app(context.app)
-        if context.config.reset_contextvars:  # the Task copies an empty context
-            task = contextvars.Context().run(context.loop.create_task, coro)
-        else:
-            task = context.loop.create_task(coro)
-        context.tasks.add(task)
+        task = context.create_task(self._run_app(context.app))
         task.add_done_callback(context.tasks.discard)
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -261,7 +238,7 @@ class WebSocketProtocol(asyncio.Protocol):
         elif due == PONG:
             self._fail_locally(INTERNAL_ERROR, "keepalive ping timeout")
         elif due == CLOSE_REPLY:
-            self._finish(half_close=False)  # the peer does not answer: no reason to wait more
+            self._finish(linger=False)  # the peer does not answer: no reason to wait more
         elif due == LINGER:
             self.abort()
 
@@ -296,10 +273,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiter = None
+        wake(waiter)
 
     def on_message(self, data: bytes | str) -> None:
         """A complete data message from the peer (adapters call this)."""
@@ -444,13 +419,10 @@ class WebSocketProtocol(asyncio.Protocol):
         status = message["status"]
         if not isinstance(status, int) or not 100 <= status <= 999:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response")
-        headers = list(message.get("headers") or ())
-        names = {name.lower() for name, _ in headers}
-        self._response_chunked = b"content-length" not in names
         self._state = RESPONDING
         self._log(str(status))
         # the head waits for the first body message: a small response is one write
-        self._pending_head = (status, headers)
+        self._pending_head = (status, list(message.get("headers") or ()))
 
     async def _send_response_body(self, message: Message) -> None:
         if self._flow.paused:
@@ -459,28 +431,19 @@ class WebSocketProtocol(asyncio.Protocol):
             raise ClientDisconnected("the client left during the response")
         body: bytes = message.get("body", b"")
         more_body: bool = message.get("more_body", False)
-        head = self._pending_head
-        chunks: list[bytes] = []
-        if head is not None:
+        data = b""
+        pending = self._pending_head
+        if pending is not None:
             self._pending_head = None
-            status, headers = head
-            extra: Headers = []
-            if self._response_chunked:
-                if more_body:
-                    extra.append((b"transfer-encoding", b"chunked"))
-                else:
-                    self._response_chunked = False
-                    extra.append((b"content-length", b"%d" % len(body)))
-            chunks.append(self._http_head(status, [*headers, *extra]))
-        if self._response_chunked:
-            if body:
-                chunks.append(b"%x\r\n%s\r\n" % (len(body), body))
-            if not more_body:
-                chunks.append(b"0\r\n\r\n")
-        elif body:
-            chunks.append(body)
-        if chunks:
-            self.transport.write(b"".join(chunks))
+            head = self._http_head(*pending, final_size=None if more_body else len(body))
+            self._response_framing = head.framing
+            data = head.data
+        if self._response_framing is CHUNKED:
+            data += chunk(body) if more_body else chunk(body) + LAST_CHUNK
+        else:
+            data += body
+        if data:
+            self.transport.write(data)
         if not more_body:
             self._queue_disconnect(ABNORMAL_CLOSURE, "")
             self._finish()
@@ -490,38 +453,28 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._state is CLOSED:
             return
         self._log(str(status))
-        headers = [
-            *(headers or ()),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-        ]
-        self.transport.write(self._http_head(status, headers) + body)
+        headers = [*(headers or ()), (b"content-type", b"text/plain; charset=utf-8")]
+        self.transport.write(self._http_head(status, headers, len(body)).data + body)
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
         self._finish()
 
-    def _http_head(self, status: int, headers: Any) -> bytes:
-        try:
-            phrase = http.HTTPStatus(status).phrase.encode("ascii")
-        except ValueError:
-            phrase = b""
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
-        for name, value in self._response_headers(headers):
-            lines.append(b"%s: %s\r\n" % (name, value))
-        lines.append(b"connection: close\r\n\r\n")
-        return b"".join(lines)
+    def _http_head(self, status: int, headers: Headers, final_size: int | None) -> Any:
+        """The head of a response that ends the connection (ketch.core.api.response_head)."""
+        return response_head(
+            status,
+            headers,
+            self.context.default_headers,
+            http_10=False,
+            head_only=False,
+            keep_alive=False,
+            final_size=final_size,
+        )
 
     def _response_headers(self, headers: Any) -> Headers:
-        """The app's headers (checked), then ketch's defaults it did not override."""
-        checked: Headers = []
-        names: set[bytes] = set()
-        for name, value in headers:
-            if _HEADER_NAME.fullmatch(name) is None or _BAD_VALUE.search(value) is not None:
-                raise RuntimeError(f"Invalid HTTP header {name!r}: {value!r}")
-            lower = name.lower()
-            if lower == b"connection":
-                continue  # ketch decides
-            names.add(lower)
-            checked.append((lower, value))
+        """For the 101: the app's headers (checked, lowercased, without Connection,
+        which the handshake sets), then ketch's defaults it did not override."""
+        checked = checked_headers(headers, drop=_HANDSHAKE_OWNED)
+        names = {name for name, _ in checked}
         defaults = self.context.default_headers
         checked.extend(pair for pair in defaults.pairs if pair[0] not in names)
         return checked
@@ -590,7 +543,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.write(self.close_frame(code, reason))
         self._log_closed(code, reason)
         self._queue_disconnect(code, reason)
-        self._finish(half_close=False)
+        self._finish(linger=False)
 
     def on_pong(self) -> None:
         if self._due == PONG:
@@ -611,7 +564,7 @@ class WebSocketProtocol(asyncio.Protocol):
             assert settings.ping_interval is not None
             self.deadline = self.context.now + settings.ping_interval
 
-    def _finish(self, half_close: bool = True) -> None:
+    def _finish(self, linger: bool = True) -> None:
         """The WebSocket is over: end the TCP connection without losing what we sent.
 
         The server closes first (RFC 6455 7.1.1). Half-closing, then reading
@@ -623,18 +576,14 @@ class WebSocketProtocol(asyncio.Protocol):
         self._due = LINGER
         self.deadline = self.context.now + LINGER_SECONDS
         transport = self.transport
-        if transport.is_closing():
-            return
-        if half_close and transport.can_write_eof():
-            if self._read_paused:
-                self._read_paused = False
+        if self._read_paused:  # read (and drop) until the peer closes
+            self._read_paused = False
+            if not transport.is_closing():
                 transport.resume_reading()
-            try:
-                transport.write_eof()
-                return
-            except OSError:
-                pass
-        transport.close()
+        if linger:
+            half_close(transport)
+        elif not transport.is_closing():
+            transport.close()
 
     # --- helpers --------------------------------------------------------------------------------
     def _hold(self, data: bytes) -> None:

@@ -15,7 +15,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from ketch.core._types import Headers
+from ketch.core.api import Headers, ServerContext, WebSocketUpgrade
 from ketch.ws.protocol import INVALID_DATA, WebSocketProtocol
 
 TEXT, BINARY, CONT, PONG, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
@@ -143,3 +143,8 @@ class WebSocketsProtocol(WebSocketProtocol):
         conn = self._conn
         conn.send_ping(payload)
         return b"".join(conn.data_to_send())
+
+
+def upgrade_handler(context: ServerContext) -> WebSocketUpgrade:
+    """The plugin's entry (ketch.ws.plugins): what the HTTP protocols hand upgrades to."""
+    return WebSocketsProtocol.upgrade_handler(context)

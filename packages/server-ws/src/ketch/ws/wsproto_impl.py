@@ -25,7 +25,7 @@ from wsproto.events import (
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ketch.core._types import Headers
+from ketch.core.api import Headers, ServerContext, WebSocketUpgrade
 from ketch.ws.protocol import MESSAGE_TOO_BIG, WebSocketProtocol
 
 OPEN = ConnectionState.OPEN
@@ -138,3 +138,8 @@ def _byte_length(payload: bytes | str) -> int:
     if type(payload) is str and not payload.isascii():
         return len(payload.encode("utf-8"))
     return len(payload)
+
+
+def upgrade_handler(context: ServerContext) -> WebSocketUpgrade:
+    """The plugin's entry (ketch.ws.plugins): what the HTTP protocols hand upgrades to."""
+    return WSProtoProtocol.upgrade_handler(context)

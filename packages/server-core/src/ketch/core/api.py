@@ -1,0 +1,117 @@
+"""The public plugin API of ketch-core: everything a protocol plugin may use.
+
+A plugin (ketch's own HTTP/1.1, WebSocket and HTTP/2 protocols, or a third
+party's) imports from this module and nothing else of ketch; the other modules
+of `ketch.core` are its implementation and may change. docs/plugins.md
+describes each name; an import-linter contract keeps ketch's plugins to it.
+
+- Plugin interfaces: `Plugin`, `HTTPPlugin`, `WebSocketPlugin` (with
+  `WebSocketUpgrade`), `LoopPlugin`, `SupervisorPlugin`, and `LazyPlugin` to
+  declare one whose libraries are imported only when it is used.
+- Per server: `ServerContext` (the app, the loop, the settings, the registry
+  of connections and tasks, limits, the access log) and its frozen
+  `ServerSettings` / `WebSocketSettings`; every connection satisfies
+  `Connection` (a deadline, shutdown, abort).
+- Per connection: `ConnectionInfo` (`context.connection_info(transport)`),
+  `ReadFlow` and `WriteFlow` (flow control both ways), `wake()`.
+- Scopes: `http_scope()`, `websocket_scope()`, `split_target()`,
+  `path_with_query()`, `client_text()`.
+- HTTP/1 on the wire: `response_head()` (checked head and framing),
+  `chunk()`, `error_response()`, `status_line()`, `header_name()`,
+  `checked_headers()`,
+  `half_close()`, with `Framing` and its members.
+"""
+
+from __future__ import annotations
+
+from ketch.core._types import (
+    ASGI3Application,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    Headers,
+    HTTPScope,
+    Message,
+    Scope,
+    WebSocketScope,
+)
+from ketch.core.context import TICK_SECONDS, Connection, ServerContext
+from ketch.core.headers import DefaultHeaders
+from ketch.core.http1 import (
+    CHUNKED,
+    CONTINUE,
+    LAST_CHUNK,
+    LENGTH,
+    NO_BODY,
+    UNTIL_CLOSE,
+    Framing,
+    ResponseHead,
+    check_values,
+    checked_headers,
+    chunk,
+    error_response,
+    half_close,
+    header_name,
+    response_head,
+    status_line,
+)
+from ketch.core.plugins import (
+    HTTPPlugin,
+    LazyPlugin,
+    LoopPlugin,
+    Plugin,
+    SupervisorPlugin,
+    WebSocketPlugin,
+    WebSocketUpgrade,
+)
+from ketch.core.scope import client_text, http_scope, path_with_query, split_target, websocket_scope
+from ketch.core.settings import ServerSettings, WebSocketSettings
+from ketch.core.transport import ConnectionInfo, ReadFlow, WriteFlow, wake
+
+__all__ = [
+    "CHUNKED",
+    "CONTINUE",
+    "LAST_CHUNK",
+    "LENGTH",
+    "NO_BODY",
+    "TICK_SECONDS",
+    "UNTIL_CLOSE",
+    "ASGI3Application",
+    "ASGIReceiveCallable",
+    "ASGISendCallable",
+    "Connection",
+    "ConnectionInfo",
+    "DefaultHeaders",
+    "Framing",
+    "HTTPPlugin",
+    "HTTPScope",
+    "Headers",
+    "LazyPlugin",
+    "LoopPlugin",
+    "Message",
+    "Plugin",
+    "ReadFlow",
+    "ResponseHead",
+    "Scope",
+    "ServerContext",
+    "ServerSettings",
+    "SupervisorPlugin",
+    "WebSocketPlugin",
+    "WebSocketScope",
+    "WebSocketSettings",
+    "WebSocketUpgrade",
+    "WriteFlow",
+    "check_values",
+    "checked_headers",
+    "chunk",
+    "client_text",
+    "error_response",
+    "half_close",
+    "header_name",
+    "http_scope",
+    "path_with_query",
+    "response_head",
+    "split_target",
+    "status_line",
+    "wake",
+    "websocket_scope",
+]
