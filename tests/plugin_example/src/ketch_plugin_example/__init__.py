@@ -19,7 +19,6 @@ from ketch.core.api import (
     error_response,
     http_scope,
     response_head,
-    split_target,
 )
 
 SERVED_BY = (b"x-served-by", b"ketch-plugin-example")
@@ -65,14 +64,12 @@ class ExampleProtocol(asyncio.Protocol):
         if self.context.over_concurrency_limit():
             self._write(error_response(503, self.context.default_headers))
             return
-        raw_path, query = split_target(target)
         scope = http_scope(
             self.context,
             self.info,
             method.decode("ascii"),
             version.decode("ascii").removeprefix("HTTP/"),
-            raw_path,
-            query,
+            target,
             headers,
         )
         task = self.context.create_task(self._run(scope, rest[:length]))
@@ -106,16 +103,16 @@ class ExampleProtocol(asyncio.Protocol):
             self._write(error_response(500, self.context.default_headers))
             return
         content = b"".join(chunks)
-        head = response_head(
+        head, _, _, _ = response_head(
             status,
             response_headers,
             self.context.default_headers,
-            http_10=scope["http_version"] == "1.0",
-            head_only=scope["method"] == "HEAD",
-            keep_alive=False,
-            final_size=len(content),
+            scope["http_version"] == "1.0",  # http_10
+            scope["method"] == "HEAD",  # head_only
+            False,  # keep_alive
+            len(content),  # final_size
         )
-        self._write(head.data + content)
+        self._write(head + content)
 
     def _write(self, data: bytes) -> None:
         self.transport.write(data)

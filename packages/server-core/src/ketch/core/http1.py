@@ -17,7 +17,7 @@ import enum
 import http
 import re
 from collections.abc import Iterable
-from typing import Final, NamedTuple
+from typing import Final
 
 from ketch.core.headers import DefaultHeaders
 
@@ -51,11 +51,11 @@ UNTIL_CLOSE: Final = Framing.UNTIL_CLOSE
 NO_BODY: Final = Framing.NONE
 
 
-class ResponseHead(NamedTuple):
-    data: bytes  # the head, ending with the blank line
-    framing: Framing
-    length: int  # the Content-Length when framing is LENGTH (for HEAD too)
-    keep_alive: bool  # False when the response must be the connection's last
+# What response_head() returns: (the head, ending with its blank line; the
+# framing; the Content-Length when the framing is LENGTH, for HEAD too; whether
+# the connection may be kept after the response). A plain tuple, not a
+# NamedTuple: it is built for every response.
+ResponseHead = tuple[bytes, Framing, int, bool]
 
 
 def status_line(status: int) -> bytes:
@@ -107,7 +107,6 @@ def response_head(
     status: int,
     headers: Iterable[tuple[bytes, bytes]],
     defaults: DefaultHeaders,
-    *,
     http_10: bool,
     head_only: bool,
     keep_alive: bool,
@@ -148,7 +147,10 @@ def response_head(
             overridden.add(lower)
         app_lines.append(b"%s: %s\r\n" % (name, value))
     block = b"".join(app_lines)
-    check_values(block, len(app_lines))
+    # (check_values(), inlined: this runs for every response)
+    count = len(app_lines)
+    if block.count(b"\n") != count or block.count(b"\r") != count or block.count(b"\0"):
+        raise RuntimeError("Invalid HTTP header value: line breaks or NUL are not allowed")
     lines = [
         STATUS_LINES.get(status) or status_line(status),
         block,
@@ -179,7 +181,7 @@ def response_head(
         lines.append(b"connection: keep-alive\r\n\r\n")
     else:
         lines.append(b"\r\n")
-    return ResponseHead(b"".join(lines), framing, length, keep_alive)
+    return b"".join(lines), framing, length, keep_alive
 
 
 def chunk(body: bytes) -> bytes:

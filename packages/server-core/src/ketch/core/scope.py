@@ -45,24 +45,36 @@ def http_scope(
     info: ConnectionInfo,
     method: str,
     http_version: str,
-    raw_path: bytes,
-    query_string: bytes,
+    target: bytes,
     headers: Headers,
 ) -> HTTPScope:
-    """The scope of an HTTP request; `headers` with lowercase names."""
+    """The scope of an HTTP request for the raw request `target`; `headers`
+    with lowercase names."""
+    if target[:1] == b"/":  # origin form, the usual one: split here (one call less)
+        raw_path, _, query = target.partition(b"?")
+    else:
+        raw_path, query = split_target(target)
+    if raw_path.find(b"%") == -1:  # (decode_path(), inlined)
+        path = raw_path.decode("ascii", "surrogateescape")
+    else:
+        path = unquote(raw_path.decode("ascii", "surrogateescape"))
     root_path = context.settings.root_path
+    server, client, scheme = info.server, info.client, info.scheme
+    if root_path:
+        path = root_path + path
+        raw_path = root_path.encode("ascii") + raw_path
     return {
         "type": "http",
         "asgi": ASGI_VERSIONS,
         "http_version": http_version,
-        "server": info.server,
-        "client": info.client,
-        "scheme": info.scheme,
+        "server": server,
+        "client": client,
+        "scheme": scheme,
         "method": method,
         "root_path": root_path,
-        "path": root_path + decode_path(raw_path),
-        "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
-        "query_string": query_string,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
         "headers": headers,
         "state": context.lifespan_state.copy(),
     }
@@ -72,11 +84,12 @@ def websocket_scope(
     context: ServerContext,
     info: ConnectionInfo,
     http_version: str,
-    raw_path: bytes,
-    query_string: bytes,
+    target: bytes,
     headers: Headers,
 ) -> WebSocketScope:
-    """The scope of a WebSocket handshake request; `headers` with lowercase names."""
+    """The scope of a WebSocket handshake request for the raw request `target`;
+    `headers` with lowercase names."""
+    raw_path, query_string = split_target(target)
     subprotocols: list[str] = []
     for name, value in headers:
         if name == b"sec-websocket-protocol":

@@ -44,7 +44,6 @@ from ketch.core.api import (
     error_response,
     half_close,
     http_scope,
-    split_target,
     websocket_scope,
 )
 from ketch.http.cycle import COMPLETE, RequestCycle
@@ -72,6 +71,8 @@ class Writing(enum.Enum):
 
 
 class Due(enum.Enum):
+    """What the connection's deadline means."""
+
     NOTHING = "nothing"
     KEEP_ALIVE = "keep-alive"
     HEAD = "request head"
@@ -88,6 +89,12 @@ OPEN: Final = Writing.OPEN
 LINGER: Final = Writing.LINGER
 HANDED_OVER: Final = Writing.HANDED_OVER
 CLOSED: Final = Writing.CLOSED
+# (module constants: reading `Enum.MEMBER` costs ten times a global)
+NO_DEADLINE: Final = Due.NOTHING
+KEEP_ALIVE_DUE: Final = Due.KEEP_ALIVE
+HEAD_DUE: Final = Due.HEAD
+BODY_DUE: Final = Due.BODY
+LINGER_DUE: Final = Due.LINGER
 
 # reasons to pause reading (ReadFlow bits)
 BODY_BUFFER: Final = 1  # the app has not taken what was read of the body
@@ -156,7 +163,7 @@ class HTTPConnection(asyncio.Protocol):
         self.parser = make_parser(self)
         self.write_flow = WriteFlow()
         self.deadline = 0.0
-        self.due = Due.NOTHING
+        self.due = NO_DEADLINE
         self.reading = IDLE
         self.writing = OPEN
         self.current: RequestCycle | None = None
@@ -178,7 +185,7 @@ class HTTPConnection(asyncio.Protocol):
         context = self.context
         self.info: ConnectionInfo = context.connection_info(transport)
         context.connections.add(self)
-        self.due = Due.KEEP_ALIVE
+        self.due = KEEP_ALIVE_DUE
         self.deadline = context.now + self.settings.timeout_keep_alive
 
     def data_received(self, data: bytes) -> None:
@@ -221,16 +228,16 @@ class HTTPConnection(asyncio.Protocol):
     # --- what the server calls (ketch.core.api.Connection) -----------------------------
     def on_deadline(self) -> None:
         due = self.due
-        self.due = Due.NOTHING
+        self.due = NO_DEADLINE
         self.deadline = 0.0
-        if due is Due.HEAD:
+        if due is HEAD_DUE:
             self._refuse(408, "Request header timeout")
-        elif due is Due.BODY:
+        elif due is BODY_DUE:
             self.context.error_logger.info(
                 "Closing connection from %s: request body timeout", _peer(self.info.client)
             )
             self.close()
-        elif due is not Due.NOTHING:
+        elif due is not NO_DEADLINE:
             self.close()
 
     def shutdown(self) -> None:
@@ -260,16 +267,11 @@ class HTTPConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.reading is IDLE:
             self.reading = HEAD
-            self.due = Due.HEAD
+            self.due = HEAD_DUE
             self.deadline = self.context.now + self.settings.timeout_request_header
 
     def on_head(
-        self,
-        method: bytes,
-        target: bytes,
-        http_version: bytes,
-        headers: Headers,
-        switches_protocol: bool,
+        self, method: bytes, target: bytes, http_version: bytes, headers: Headers
     ) -> HeadFacts | None:
         if self.reading is not HEAD:
             return None  # after the last request (a C parser may parse on)
@@ -281,24 +283,24 @@ class HTTPConnection(asyncio.Protocol):
             self._refuse(exc.status, exc.reason)
             return None
         context = self.context
-        websocket = facts.websocket and switches_protocol and context.ws_upgrade is not None
-        raw_path, query = split_target(target)
+        websocket = facts.websocket
+        if websocket and (context.ws_upgrade is None or not self.parser.switches_protocol()):
+            # served as plain HTTP: the parser reads on, or no WebSocket plugin runs
+            websocket = False
+            facts = facts._replace(websocket=False)
         scope: HTTPScope | WebSocketScope
         if websocket:
-            scope = websocket_scope(
-                context, self.info, facts.http_version, raw_path, query, headers
-            )
+            scope = websocket_scope(context, self.info, facts.http_version, target, headers)
         else:
             scope = http_scope(
-                context, self.info, method.decode("ascii"), facts.http_version, raw_path,
-                query, headers,
-            )  # fmt: skip
+                context, self.info, method.decode("ascii"), facts.http_version, target, headers
+            )
         keep_alive = facts.keep_alive and not self._last_request
         cycle = RequestCycle(self, scope, keep_alive)
         if not keep_alive:
             self._last_request = True
-        if self.due is Due.HEAD:
-            self.due = Due.NOTHING
+        if self.due is HEAD_DUE:
+            self.due = NO_DEADLINE
             self.deadline = 0.0
         self.reading = BODY
         self.incoming = cycle
@@ -406,13 +408,13 @@ class HTTPConnection(asyncio.Protocol):
     def wait_for_body(self) -> None:
         """The app waits for body bytes: read on, and start the body deadline."""
         self.read_flow.resume(BODY_BUFFER)
-        if self.due is Due.NOTHING:
-            self.due = Due.BODY
+        if self.due is NO_DEADLINE:
+            self.due = BODY_DUE
             self.deadline = self.context.now + self.settings.timeout_request_body
 
     def body_waited(self) -> None:
-        if self.due is Due.BODY:
-            self.due = Due.NOTHING
+        if self.due is BODY_DUE:
+            self.due = NO_DEADLINE
             self.deadline = 0.0
 
     def body_taken(self) -> None:
@@ -423,22 +425,29 @@ class HTTPConnection(asyncio.Protocol):
         """`cycle`'s response is written: go on to the next request, or close."""
         if cycle is not self.current or self.writing is not OPEN:
             return
-        if cycle.more_body:  # part of its body is still unread
+        if not cycle.more_body:
+            if cycle.keep_alive and not self.queue and self.reading is IDLE:
+                # (the common case, inlined: wait for the next request)
+                self.current = None
+                self._served = True
+                self.due = KEEP_ALIVE_DUE
+                self.deadline = self.context.now + self.settings.timeout_keep_alive
+            else:
+                self._next(cycle)
+        else:  # part of its body is still unread
             if (
                 cycle.keep_alive
                 and (cycle.content_length or 0) - cycle.received <= DRAIN_LIMIT
-                and self.due is Due.NOTHING
+                and self.due is NO_DEADLINE
             ):
                 cycle.discarding = True
                 cycle.body.clear()
                 cycle.buffered = 0
                 self.read_flow.resume(BODY_BUFFER)
-                self.due = Due.LINGER  # draining is bounded like a lingering close
+                self.due = LINGER_DUE  # draining is bounded like a lingering close
                 self.deadline = self.context.now + LINGER_SECONDS
                 return  # on_message_complete() goes on to the next request
             self.finish()
-            return
-        self._next(cycle)
 
     def finish(self) -> None:
         """Close without losing what was written: a client still sending would
@@ -451,7 +460,7 @@ class HTTPConnection(asyncio.Protocol):
         self.incoming = None
         self.queue.clear()
         self.writing = LINGER
-        self.due = Due.LINGER
+        self.due = LINGER_DUE
         self.deadline = self.context.now + LINGER_SECONDS
         self.read_flow.resume_all()  # read (and drop) until the peer closes
         if not half_close(self.transport):
@@ -473,7 +482,7 @@ class HTTPConnection(asyncio.Protocol):
                 self._hand_over(cycle)
             return
         context = self.context
-        if context.over_concurrency_limit():
+        if self.settings.limit_concurrency is not None and context.over_concurrency_limit():
             cycle.respond_error(503, "Service Unavailable")
             return
         cycle.task = context.create_task(cycle.run_asgi(context.app))
@@ -497,7 +506,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         reading = self.reading
         if reading is IDLE:
-            self.due = Due.KEEP_ALIVE
+            self.due = KEEP_ALIVE_DUE
             self.deadline = self.context.now + self.settings.timeout_keep_alive
         elif reading is DONE:
             self.finish()

@@ -279,7 +279,7 @@ class RequestCycle:
                 self.conn.close()
                 raise RuntimeError("Response content longer than Content-Length")
             self.remaining -= size
-            return bytes(body)
+            return body if type(body) is bytes else bytes(body)
         if framing is CHUNKED:
             if body:
                 chunk = b"%x\r\n%s\r\n" % (len(body), body)
@@ -292,17 +292,13 @@ class RequestCycle:
     def _head(self, final_size: int | None) -> bytes:
         """The response head. `final_size` is the body size when the first body
         message is also the last, so a Content-Length can be added."""
-        scope = self.scope
-        head = response_head(
+        data, self.framing, self.remaining, self.keep_alive = response_head(
             self.status,
             self._headers,
             self.conn.context.default_headers,
-            http_10=scope["http_version"] == "1.0",
-            head_only=self.head_only,
-            keep_alive=self.keep_alive,
-            final_size=final_size,
+            self.scope["http_version"] == "1.0",  # http_10
+            self.head_only,
+            self.keep_alive,
+            final_size,
         )
-        self.framing = head.framing
-        self.remaining = head.length
-        self.keep_alive = head.keep_alive
-        return head.data
+        return data

@@ -85,6 +85,9 @@ class H11Parser:
             return
         self._buffer = buf[pos:]
 
+    def switches_protocol(self) -> bool:
+        return True  # it frames bodies itself, so it stops wherever it is told
+
     def take_unparsed(self) -> bytes:
         data, self._buffer = self._buffer, b""
         return data
@@ -154,7 +157,7 @@ class H11Parser:
         if type(event) is not h11.Request:
             raise BadRequest(400, "Invalid request head")
         facts = self._events.on_head(
-            event.method, event.target, event.http_version, list(event.headers), True
+            event.method, event.target, event.http_version, list(event.headers)
         )
         pos += size
         if facts is None:

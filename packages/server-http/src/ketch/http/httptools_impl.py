@@ -27,40 +27,43 @@ class HttpToolsParser:
     """A parser adapter (`ketch.http.parser.Parser`) on httptools."""
 
     __slots__ = (
-        "_counting",
         "_events",
         "_fields",
         "_head_limit",
         "_headers",
         "_in_trailers",
         "_max_fields",
-        "_more",
         "_on_body",
         "_parser",
         "_raw",
         "_size",
         "_stopped",
+        "_switch",
         "_unparsed",
         "_url",
+        "on_message_begin",
+        "on_message_complete",
     )
 
     def __init__(self, events: ParserEvents, settings: ServerSettings) -> None:
         self._events = events
         self._on_body = events.on_body
+        # called by llhttp as they are: one Python call less per request each
+        self.on_message_begin = events.on_message_begin
+        self.on_message_complete = events.on_message_complete
         self._head_limit = settings.limit_request_header_size
         self._max_fields = settings.limit_request_headers
         self._url = b""
         self._headers: Headers = []
-        # While a head arrives, and while what arrives may be trailers, the bytes
-        # fed count against the head-size limit (`_raw`): llhttp buffers a field
-        # until its line ends, and would buffer an endless one. The exact size of
-        # a complete head or trailer section comes from the callbacks (`_size`).
-        self._counting = True
+        # Bytes fed since the last head or body bytes came out of llhttp (`_raw`)
+        # count against the head-size limit: llhttp buffers a field until its
+        # line ends, and would buffer an endless one. The exact size of a head or
+        # a trailer section comes from the callbacks (`_size`).
         self._raw = 0
-        self._size = 0
+        self._size = _REQUEST_LINE_OVERHEAD
+        self._in_trailers = False  # after a head: header lines are trailers
         self._fields = 0  # trailer fields
-        self._in_trailers = False
-        self._more = True  # the connection takes another request
+        self._switch = False  # the connection takes the protocol switch of this request
         self._stopped = False
         self._unparsed = b""
         self._parser = httptools.HttpRequestParser(self)
@@ -68,20 +71,19 @@ class HttpToolsParser:
     def feed(self, data: bytes) -> None:
         if self._stopped:
             return
-        if self._counting:
-            self._raw += len(data)
+        self._raw += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0]
-            if self._more:  # an upgrade ketch does not take: HTTP goes on
-                self._parser = httptools.HttpRequestParser(self)
-                self._counting = True
-                self._raw = 0
-                self.feed(data[offset:])
-            else:
+            if self._switch:
                 self._stopped = True
                 self._unparsed = data[offset:]
+            else:  # an upgrade ketch does not take: HTTP goes on, on a new parser
+                self._parser = httptools.HttpRequestParser(self)
+                self._raw = 0
+                self._in_trailers = True  # (so that the next URL starts a new head)
+                self.feed(data[offset:])
             return
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _Stop):
@@ -90,8 +92,11 @@ class HttpToolsParser:
         except httptools.HttpParserError as exc:
             self._refuse(400, _reason(exc))
             return
-        if self._counting and self._raw > self._head_limit:
+        if self._raw > self._head_limit:
             self._refuse(431, f"Request {'trailers' if self._in_trailers else 'head'} too large")
+
+    def switches_protocol(self) -> bool:
+        return bool(self._parser.should_upgrade())
 
     def take_unparsed(self) -> bytes:
         data, self._unparsed = self._unparsed, b""
@@ -103,16 +108,12 @@ class HttpToolsParser:
             self._events.on_bad_request(status, reason)
 
     # --- llhttp's callbacks -------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._events.on_message_begin()
-        self._url = b""
-        self._headers = []
-        self._counting = True
-        self._in_trailers = False
-        self._raw = 0
-        self._size = _REQUEST_LINE_OVERHEAD
-
     def on_url(self, url: bytes) -> None:
+        if self._in_trailers:  # the first piece of the next request's URL
+            self._in_trailers = False
+            self._url = url
+            self._size = _REQUEST_LINE_OVERHEAD + len(url)
+            return
         self._url += url
         self._size += len(url)
 
@@ -131,38 +132,23 @@ class HttpToolsParser:
             self._refuse(431, "Request head too large")
             raise _Stop
         parser = self._parser
+        headers = self._headers
+        self._headers = []  # (the next request's)
+        self._raw = 0
         facts = self._events.on_head(
-            parser.get_method(),
-            self._url,
-            parser.get_http_version().encode("ascii"),
-            self._headers,
-            parser.should_upgrade(),
+            parser.get_method(), self._url, parser.get_http_version().encode("ascii"), headers
         )
         if facts is None:
             self._stopped = True
             raise _Stop
-        self._counting = False
+        self._switch = facts.websocket
         self._in_trailers = True
         self._size = 0
         self._fields = 0
 
-    def on_chunk_header(self) -> None:
-        # a chunk's data follows, or, after the last chunk, the trailers
-        self._counting = True
-        self._raw = 0
-
     def on_body(self, data: bytes) -> None:
-        self._counting = False  # it was a chunk with data
-        self._on_body(data)
-
-    def on_message_complete(self) -> None:
-        self._counting = True
         self._raw = 0
-        more = self._more = self._events.on_message_complete()
-        if not more and not self._parser.should_upgrade():
-            # llhttp would parse on: what follows the last request is dropped
-            self._stopped = True
-            raise _Stop
+        self._on_body(data)
 
 
 class _Stop(Exception):

@@ -16,8 +16,9 @@ bytes it did not parse when told to stop:
     (a WebSocket handover) ─take_unparsed─> the bytes after the upgrade request
 
 `on_head()` returns the facts of an accepted head (the adapter frames the body
-by them, if it frames bodies itself), or None: the connection refuses the
-request and takes no more, so the adapter stops parsing.
+by them, if it frames bodies itself; `facts.websocket` says whether the
+connection takes the protocol switch after this request), or None: the
+connection refuses the request and takes no more, so the adapter stops.
 `on_message_complete()` returns whether the connection takes another request
 on these bytes; when it does not (the request said `Connection: close`, or
 switches protocol), the adapter stops and keeps the rest for
@@ -41,17 +42,10 @@ class ParserEvents(Protocol):
         the request-header timeout starts."""
 
     def on_head(
-        self,
-        method: bytes,
-        target: bytes,
-        http_version: bytes,
-        headers: Headers,
-        switches_protocol: bool,
+        self, method: bytes, target: bytes, http_version: bytes, headers: Headers
     ) -> HeadFacts | None:
         """A complete request head; `headers` with lowercase names, trailers
-        never among them. `switches_protocol`: the parser takes the bytes after
-        this request as another protocol (Upgrade with Connection: upgrade), so
-        only then may the connection hand it to the WebSocket plugin."""
+        never among them."""
 
     def on_body(self, data: bytes) -> None:
         """Request body bytes, decoded from their framing."""
@@ -69,6 +63,12 @@ class Parser(Protocol):
 
     def feed(self, data: bytes) -> None:
         """Parse `data`, calling the events as requests come out of it."""
+
+    def switches_protocol(self) -> bool:
+        """Asked during `on_head()` of a request that asks for an upgrade: True
+        when the parser can stop after this request and leave what follows to
+        another protocol (llhttp decides this by itself; the connection hands
+        over only when the parser agrees)."""
 
     def take_unparsed(self) -> bytes:
         """After parsing stopped at a protocol switch: the bytes that followed

@@ -109,13 +109,17 @@ def check_head(
         keep_alive = False
     else:
         keep_alive = version == "1.1" or b"keep-alive" in connection
-    return HeadFacts(
-        version,
-        int(length) if length is not None else None,
-        chunked,
-        keep_alive,
-        expect and version == "1.1",
-        upgrade and method == b"GET" and connection is not None and b"upgrade" in connection,
+    # (tuple.__new__: the NamedTuple's own __new__ is one Python call more)
+    return tuple.__new__(
+        HeadFacts,
+        (
+            version,
+            int(length) if length is not None else None,
+            chunked,
+            keep_alive,
+            expect and version == "1.1",
+            upgrade and method == b"GET" and connection is not None and b"upgrade" in connection,
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from ketch.core.api import (
     Framing,
     Headers,
     Message,
+    ResponseHead,
     Scope,
     ServerContext,
     WebSocketScope,
@@ -435,9 +436,9 @@ class WebSocketProtocol(asyncio.Protocol):
         pending = self._pending_head
         if pending is not None:
             self._pending_head = None
-            head = self._http_head(*pending, final_size=None if more_body else len(body))
-            self._response_framing = head.framing
-            data = head.data
+            data, self._response_framing, _, _ = self._http_head(
+                *pending, final_size=None if more_body else len(body)
+            )
         if self._response_framing is CHUNKED:
             data += chunk(body) if more_body else chunk(body) + LAST_CHUNK
         else:
@@ -454,21 +455,14 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._log(str(status))
         headers = [*(headers or ()), (b"content-type", b"text/plain; charset=utf-8")]
-        self.transport.write(self._http_head(status, headers, len(body)).data + body)
+        self.transport.write(self._http_head(status, headers, len(body))[0] + body)
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
         self._finish()
 
-    def _http_head(self, status: int, headers: Headers, final_size: int | None) -> Any:
+    def _http_head(self, status: int, headers: Headers, final_size: int | None) -> ResponseHead:
         """The head of a response that ends the connection (ketch.core.api.response_head)."""
-        return response_head(
-            status,
-            headers,
-            self.context.default_headers,
-            http_10=False,
-            head_only=False,
-            keep_alive=False,
-            final_size=final_size,
-        )
+        defaults = self.context.default_headers
+        return response_head(status, headers, defaults, False, False, False, final_size)
 
     def _response_headers(self, headers: Any) -> Headers:
         """For the 101: the app's headers (checked, lowercased, without Connection,
