@@ -3,7 +3,9 @@
 The options are generated from `ketch.core.config.options()`, so the command
 line, `run()` and `Config` share one definition. `--http`, `--ws` and `--loop`
 list what the plugin registry has installed, third-party plugins included.
-Every option can also be set as `KETCH_<OPTION>` in the environment.
+Every option can also be set as `KETCH_<OPTION>` in the environment. Only the
+values given on the command line or in the environment are passed to `run()`,
+which puts the settings of a `--config` file beneath them.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ def _types() -> dict[str, Any]:
 def build_params() -> list[click.Parameter]:
     """The command's parameters, one per `Config` option marked for the CLI."""
     types = _types()
-    params: list[click.Parameter] = [click.Argument(["app"], envvar=f"{ENV_PREFIX}APP")]
+    # optional: a --config file may name the app instead
+    params: list[click.Parameter] = [
+        click.Argument(["app"], envvar=f"{ENV_PREFIX}APP", required=False)
+    ]
     for field, option in options():
         if not option.cli:
             continue
@@ -105,6 +110,8 @@ def _serve(**values: Any) -> None:
         if source in (click.core.ParameterSource.DEFAULT, None):
             continue  # let Config decide, exactly as for run()
         chosen[name] = list(value) if isinstance(value, tuple) else value
+    if app is None and "config" not in chosen:
+        raise click.UsageError("Missing argument 'APP' (or a --config file that names it).", ctx)
     try:
         run(app, **chosen)
     except KetchError as exc:
