@@ -151,9 +151,7 @@ def test_pyproject_is_read_from_its_tool_ketch_table(tmp_path: Path) -> None:
         ("[port]\n[port]", "not valid TOML: Cannot declare ('port',) twice (at line 3, column"),
     ],
 )
-def test_one_line_errors_name_the_file_and_the_key(
-    tmp_path: Path, text: str, message: str
-) -> None:
+def test_one_line_errors_name_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:
     app = "" if text.startswith("app =") else 'app = "main:app"\n'
     path = toml(tmp_path / "bad.toml", f"{app}{text}\n")
     with pytest.raises(ConfigError) as caught:
@@ -240,4 +238,3 @@ def test_reread_without_a_file_is_the_same_config() -> None:
 def test_the_parent_owned_settings_are_options() -> None:
     names = {f.name for f, _ in options()}
     assert set(PARENT_OWNED) <= names
-
