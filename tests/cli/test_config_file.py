@@ -92,7 +92,8 @@ def test_the_environment_wins_over_the_file_and_the_command_line_over_both(
         "FORWARDED_ALLOW_IPS": "10.1.1.1",
         "KETCH_TIMEOUT_REQUEST_HEADER": "0.3",
     }
-    with KetchProcess(["--config", "ketch.toml", "--root-path", "/cli"], cwd=directory, env=env) as ketch:
+    args = ["--config", "ketch.toml", "--root-path", "/cli"]
+    with KetchProcess(args, cwd=directory, env=env) as ketch:
         assert ketch.port() == port
         response = httpx.get(f"http://127.0.0.1:{port}/", headers=FORWARDED, timeout=10)
         assert _head_timeout(port) < 3
@@ -136,9 +137,7 @@ def test_a_float_from_the_file(tmp_path: Path) -> None:
         ("callback_notify = 'main:notify'", "callback_notify is set only from Python"),
     ],
 )
-def test_a_bad_file_is_one_line_and_starts_nothing(
-    tmp_path: Path, text: str, message: str
-) -> None:
+def test_a_bad_file_is_one_line_and_starts_nothing(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "ketch.toml"
     config.write_text(f'app = "support.apps:hello"\n{text}\n')
     result = run_ketch(["--config", str(config), "--port", str(free_port())])
@@ -153,7 +152,8 @@ def test_a_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     result = run_ketch([], env={"KETCH_CONFIG": str(missing)})
     assert result.returncode == 1
-    assert result.stderr == f"Error: cannot read the config file {missing}: No such file or directory\n"
+    reason = "No such file or directory"
+    assert result.stderr == f"Error: cannot read the config file {missing}: {reason}\n"
 
 
 def test_no_app_and_no_file_is_the_usual_usage_error() -> None:

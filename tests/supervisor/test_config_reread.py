@@ -17,8 +17,7 @@ def _settings(
     port: int, version: int, app: str = "support.apps:scope_json", workers: int = 2
 ) -> str:
     return (
-        f'app = "{app}"\nport = {port}\nworkers = {workers}\n'
-        f'headers = ["X-Version: {version}"]\n'
+        f'app = "{app}"\nport = {port}\nworkers = {workers}\nheaders = ["X-Version: {version}"]\n'
     )
 
 
