@@ -6,9 +6,11 @@ tests/supervisor/test_config_reread.py."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
+from support import REPO_DIR
 
 from ketch.core import Config
 from ketch.core.config import options
@@ -238,3 +240,10 @@ def test_reread_without_a_file_is_the_same_config() -> None:
 def test_the_parent_owned_settings_are_options() -> None:
     names = {f.name for f, _ in options()}
     assert set(PARENT_OWNED) <= names
+
+
+def test_the_documentation_lists_what_a_sighup_cannot_change() -> None:
+    page = (REPO_DIR / "docs" / "configuration.md").read_text()
+    section = page.partition("**What it cannot apply**")[2].partition("```")[0]
+    listed = set(re.findall(r"`(\w+)`", section))
+    assert listed - {"SIGTTIN", "SIGTTOU"} == set(PARENT_OWNED)

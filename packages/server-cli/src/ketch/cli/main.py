@@ -123,7 +123,8 @@ def build_command() -> click.Command:
         "ketch",
         callback=_serve,
         params=build_params(),
-        help="Serve the ASGI (or WSGI) application APP, given as module:attribute.",
+        help="Serve the ASGI (or WSGI) application APP, given as module:attribute "
+        "(or as app in the --config file).",
         context_settings={"max_content_width": 100, "show_default": False},
     )
 
