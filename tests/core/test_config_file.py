@@ -223,6 +223,14 @@ def test_reread_applies_the_file_under_what_was_given(
     assert reread(new).root_path == "/b"
 
 
+def test_reread_keeps_an_app_given_by_keyword(tmp_path: Path) -> None:
+    path = toml(tmp_path / "ketch.toml", 'app = "file:app"\nroot_path = "/a"\n')
+    running = build("given:app", {"config": path})
+    toml(path, 'app = "other:app"\nroot_path = "/b"\n')
+    new = reread(running)
+    assert (new.app, new.root_path) == ("given:app", "/b")
+
+
 def test_reread_of_a_bad_file_raises_and_changes_nothing(tmp_path: Path) -> None:
     path = toml(tmp_path / "ketch.toml", 'app = "main:app"\nroot_path = "/a"\n')
     running = build(None, {"config": path})

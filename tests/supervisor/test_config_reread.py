@@ -122,7 +122,7 @@ def test_sighup_serves_the_certificate_the_file_names_now(tmp_path: Path) -> Non
 
     def settings(directory: Path) -> str:
         return (
-            f'app = "support.apps:hello"\nport = {port}\nworkers = 2\n'
+            f'app = "support.apps:no_such_app"\nport = {port}\nworkers = 2\n'
             f'ssl_certfile = "{directory / "cert.pem"}"\nssl_keyfile = "{directory / "key.pem"}"\n'
         )
 
@@ -136,7 +136,8 @@ def test_sighup_serves_the_certificate_the_file_names_now(tmp_path: Path) -> Non
         return pem[: pem.index("-----END CERTIFICATE-----") + 26]
 
     config.write_text(settings(old))
-    with KetchProcess(["--config", str(config)]) as ketch:
+    # the app from the command line, which stays above the file at the SIGHUP
+    with KetchProcess(["support.apps:hello", "--config", str(config)]) as ketch:
         ketch.wait_started()
         parent = ketch.proc.pid
         wait_for(lambda: len(worker_pids(parent)) == 2, timeout=20)

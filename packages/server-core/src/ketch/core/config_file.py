@@ -134,7 +134,8 @@ def reread(config: Config) -> Config:
     if config.config is None:
         return config
     path = os.fspath(config.config)
-    new = build(config.given.get("app"), {**config.given, "config": config.config})
+    given = dict(config.given)
+    new = build(given.pop("app", None), {**given, "config": config.config})
     kept: dict[str, Any] = {}
     changed: list[str] = []
     for f, _ in options():

@@ -180,8 +180,9 @@ class Supervisor:
                     logger.info("Received SIGHUP: restarting workers one by one")
                     try:  # new workers get the --config file as it is now
                         previous, self.config = self.config, reread(self.config)
-                    except ConfigError as exc:
-                        logger.error("%s; keeping the running workers", exc)
+                    except Exception as exc:  # a bad file (one line), or a bug (a traceback)
+                        bug = not isinstance(exc, ConfigError)
+                        logger.error("%s; keeping the running workers", exc, exc_info=bug)
                         continue
                     if not self.restart_all(sockets):
                         self.config = previous  # replacements are not started with it
