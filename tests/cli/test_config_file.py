@@ -4,6 +4,7 @@ naming the file and the key, with nothing started."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -124,6 +125,15 @@ def test_a_float_from_the_file(tmp_path: Path) -> None:
     config.write_text('app = "support.apps:hello"\nport = 0\ntimeout_request_header = 0.3\n')
     with KetchProcess(["--config", str(config)]) as ketch:
         assert _head_timeout(ketch.port()) < 3
+
+
+def test_run_reads_the_file_from_python(tmp_path: Path) -> None:
+    config = tmp_path / "ketch.toml"
+    config.write_text('app = "support.apps:scope_json"\nport = 0\nroot_path = "/file"\n')
+    code = f"from ketch.core import run; run(config={str(config)!r}, root_path='/keyword')"
+    with KetchProcess([], command=[sys.executable, "-c", code]) as ketch:
+        response = httpx.get(f"http://127.0.0.1:{ketch.port()}/", timeout=10)
+    assert response.json()["root_path"] == "/keyword"
 
 
 @pytest.mark.parametrize(
