@@ -136,7 +136,7 @@ def test_version() -> None:
 def test_help_lists_registry_choices_and_environment_variables() -> None:
     result = run_ketch(["--help"])
     text = " ".join(result.stdout.split())
-    assert "Usage: ketch [OPTIONS] APP" in text
+    assert "Usage: ketch [OPTIONS] [APP]" in text  # [APP]: a --config file may name it
     assert "--http [auto|example|h11|httptools]" in text
     assert "--loop [auto|asyncio|uvloop]" in text
     assert "KETCH_PORT" in text

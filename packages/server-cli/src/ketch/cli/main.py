@@ -3,7 +3,9 @@
 The options are generated from `ketch.core.config.options()`, so the command
 line, `run()` and `Config` share one definition. `--http`, `--ws` and `--loop`
 list what the plugin registry has installed, third-party plugins included.
-Every option can also be set as `KETCH_<OPTION>` in the environment.
+Every option can also be set as `KETCH_<OPTION>` in the environment. Only the
+values given on the command line or in the environment are passed to `run()`,
+which puts the settings of a `--config` file beneath them.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ class PluginChoice(click.Choice):  # type: ignore[type-arg]
 def build_params() -> list[click.Parameter]:
     """The command's parameters, one per `Config` option marked for the CLI."""
     types = _types()
-    params: list[click.Parameter] = [click.Argument(["app"], envvar=f"{ENV_PREFIX}APP")]
+    # optional: a --config file may name the app instead
+    params: list[click.Parameter] = [
+        click.Argument(["app"], envvar=f"{ENV_PREFIX}APP", required=False)
+    ]
     for field, option in options():
         if not option.cli:
             continue
@@ -114,6 +119,8 @@ def _serve(**values: Any) -> None:
         if source in (click.core.ParameterSource.DEFAULT, None):
             continue  # let Config decide, exactly as for run()
         chosen[name] = list(value) if isinstance(value, tuple) else value
+    if app is None and "config" not in chosen:
+        raise click.UsageError("Missing argument 'APP' (or a --config file that names it).", ctx)
     try:
         run(app, **chosen)
     except KetchError as exc:
@@ -125,7 +132,8 @@ def build_command() -> click.Command:
         "ketch",
         callback=_serve,
         params=build_params(),
-        help="Serve the ASGI (or WSGI) application APP, given as module:attribute.",
+        help="Serve the ASGI (or WSGI) application APP, given as module:attribute "
+        "(or as app in the --config file).",
         context_settings={"max_content_width": 100, "show_default": False},
     )
 

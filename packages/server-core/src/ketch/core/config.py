@@ -87,6 +87,16 @@ class Config:
 
     app: Any
     _: KW_ONLY
+    # --- configuration file ------------------------------------------------------------
+    config: str | os.PathLike[str] | None = _opt(
+        None,
+        Option(
+            "(ketch) Read settings from this TOML file, keyed by run()'s keywords (from a "
+            "pyproject.toml, its [tool.ketch] table). The command line and the environment "
+            "win over it. Reread at a SIGHUP rolling restart.",
+            "file",
+        ),
+    )
     # --- sockets -----------------------------------------------------------------
     host: str = _opt("127.0.0.1", Option("Bind socket to this host."))
     port: int = _opt(
@@ -359,6 +369,10 @@ class Config:
             "bool",
         ),
     )
+    # Not an option: the settings run() was given besides the config file (by the
+    # command line, the environment, keywords), which stay above the file when a
+    # SIGHUP rereads it (ketch.core.config_file).
+    given: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.workers is None:

@@ -7,21 +7,24 @@ import sys
 from typing import Any
 
 from ketch.core.config import Config
+from ketch.core.config_file import build
 from ketch.core.errors import ConfigError
 from ketch.core.logging import setup_logging
 from ketch.core.plugins import SUPERVISOR, load
 from ketch.core.server import Server
 
 
-def run(app: Any, **options: Any) -> None:
+def run(app: Any = None, **options: Any) -> None:
     """Serve `app` (an ASGI/WSGI application or an import string such as
     "main:app") with the given options, until stopped.
 
-    Takes every keyword of `Config`. Problems the user can fix raise
-    `ketch.core.errors.KetchError` subclasses with a one-line message; a failed
-    application startup exits the process with status 3.
+    Takes every keyword of `Config`. With `config="ketch.toml"`, the file's
+    settings (its `app` too) apply under the keywords (`ketch.core.config_file`).
+    Problems the user can fix raise `ketch.core.errors.KetchError` subclasses
+    with a one-line message; a failed application startup exits the process
+    with status 3.
     """
-    config = Config(app, **options)
+    config = build(app, options)
     load_env_file(config.env_file)
     if config.use_subprocess:
         setup_logging(config)  # the supervisor's; each server process sets up its own

@@ -5,7 +5,9 @@ Signals (to the parent):
 - SIGINT/SIGTERM: every worker drains gracefully; the parent exits 0. A second
   SIGINT forces the workers out.
 - SIGHUP: rolling restart. One worker at a time, a replacement is started and
-  waits until it serves before the old worker is told to drain.
+  waits until it serves before the old worker is told to drain. A `--config`
+  file is read again first: the new workers take its settings
+  (`ketch.core.config_file.reread`); a bad file keeps the running workers.
 - SIGTTIN / SIGTTOU: one worker more / fewer (never fewer than one).
 
 A worker that reaches --limit-max-requests is replaced the same way as on
@@ -33,7 +35,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from ketch.core import Config
-from ketch.core.errors import STARTUP_FAILURE
+from ketch.core.config_file import reread
+from ketch.core.errors import STARTUP_FAILURE, ConfigError
 from ketch.core.sockets import Listener, bind, describe
 from ketch.supervisor.child import AT_LIMIT, DUMP_STACKS, PING, READY, worker_main
 
@@ -175,7 +178,14 @@ class Supervisor:
                     return
                 if sig == signal.SIGHUP:
                     logger.info("Received SIGHUP: restarting workers one by one")
-                    self.restart_all(sockets)
+                    try:  # new workers get the --config file as it is now
+                        previous, self.config = self.config, reread(self.config)
+                    except Exception as exc:  # a bad file (one line), or a bug (a traceback)
+                        bug = not isinstance(exc, ConfigError)
+                        logger.error("%s; keeping the running workers", exc, exc_info=bug)
+                        continue
+                    if not self.restart_all(sockets):
+                        self.config = previous  # replacements are not started with it
                 elif sig == signal.SIGTTIN:
                     self.target += 1
                     logger.info("Received SIGTTIN: %d workers", self.target)
@@ -301,9 +311,10 @@ class Supervisor:
             return
         self.restart_all(self.sockets)
 
-    def restart_all(self, sockets: list[object]) -> None:
+    def restart_all(self, sockets: list[object]) -> bool:
         """Replace every worker, one at a time, each replacement serving before the
-        old one drains. If a replacement does not start, the old workers stay."""
+        old one drains. If a replacement does not start, the old workers stay (and
+        the result is False)."""
         for old in list(self.workers):
             new = self._spawn(sockets)
             if not self._wait_ready(new):
@@ -314,8 +325,9 @@ class Supervisor:
                 new.process.kill()
                 new.process.join(5)
                 new.close()
-                return
+                return False
             self._retire(old, restart=True)
+        return True
 
     def _wait_ready(self, worker: Worker) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT
