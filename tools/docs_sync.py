@@ -124,12 +124,13 @@ KINDS = {
     "file": "path",
     "bool": "flag",
     "boolean": "`true` or `false`",
+    "cert_reqs": "`none`, `optional` or `required` (or `0`, `1`, `2`: `ssl.CERT_NONE`, ...)",
 }
 
 # Defaults that are clearer by their name in the `ssl` module than by value.
 NAMED_DEFAULTS = {
     "ssl_version": "`ssl.PROTOCOL_TLS_SERVER`",
-    "ssl_cert_reqs": "`ssl.CERT_NONE` (0)",
+    "ssl_cert_reqs": "`none` (0, `ssl.CERT_NONE`)",
     "log_config": "ketch's built-in configuration (Uvicorn's format, `ketch.*` loggers)",
 }
 

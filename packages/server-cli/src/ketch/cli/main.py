@@ -37,6 +37,28 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
+CERT_REQS = {"none": 0, "optional": 1, "required": 2}
+
+
+class CertReqs(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.5 on
+    """--ssl-cert-reqs: ssl.VerifyMode by its name (none, optional, required) or number."""
+
+    name = "cert_reqs"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[none|optional|required|0|1|2]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip().lower()
+            number = CERT_REQS.get(text, -1) if not text.isdigit() else int(text)
+        if number not in CERT_REQS.values():
+            self.fail(f"{value!r} is not one of none, optional, required (or 0, 1, 2)", param, ctx)
+        return number
+
+
 def _types() -> dict[str, Any]:
     return {
         "str": click.STRING,
@@ -45,6 +67,7 @@ def _types() -> dict[str, Any]:
         "path": click.Path(exists=True),
         "file": click.Path(),
         "boolean": click.BOOL,
+        "cert_reqs": CertReqs(),
     }
 
 
