@@ -104,10 +104,11 @@ def render_file(argument: str, old_body: str, root: Path) -> str:
 
 
 def render_changelogs(root: Path) -> str:
-    """Each distribution's changelog, its headings one level down."""
+    """Each distribution's changelog under its name, its headings one level down."""
     out = []
     for changelog in sorted(root.glob("packages/*/CHANGELOG.md")):
         text = changelog.read_text().strip() + "\n"
+        text = re.sub(r"^# Changelog: ", "# ", text, count=1)
         text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.MULTILINE)
         out.append(text)
     return "\n".join(out)

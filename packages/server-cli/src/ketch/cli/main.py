@@ -15,6 +15,7 @@ from dataclasses import MISSING
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from ketch.core import __version__, run
 from ketch.core.config import cli_flag, options
@@ -47,6 +48,11 @@ class CertReqs(click.ParamType):  # type: ignore[type-arg]  # generic only from 
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "[none|optional|required|0|1|2]"
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [CompletionItem(name) for name in CERT_REQS if name.startswith(incomplete)]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from ketch.core.config import Config
-from ketch.core.errors import ConfigError
+from ketch.core.errors import ConfigError, KetchError
 from ketch.core.logging import configure_logging
 from ketch.core.plugins import select_supervisor
 from ketch.core.server import Server, load_env_file
@@ -20,6 +20,13 @@ def run(app: Any, **options: Any) -> None:
     `ketch.core.errors.KetchError` subclasses with a one-line message; a failed
     application startup exits the process with status 3.
     """
+    if sys.platform == "win32":
+        # UNIX sockets, signals and the supervisors are POSIX here, and nothing
+        # is tested on Windows: say so at once rather than fail somewhere later.
+        raise KetchError(
+            "ketch runs on Linux and macOS, not on Windows yet: run it under WSL 2 or in a "
+            "Linux container (docs/docker.md)"
+        )
     config = Config(app, **options)
     configure_logging(
         config.log_config, config.log_level_number, config.access_log, config.use_colors
