@@ -116,3 +116,20 @@ def test_a_stale_page_is_named_with_the_command_that_fixes_it(tmp_path: Path) ->
     assert _docs_sync("--check", "--root", tmp_path).returncode == 0
     (tmp_path / "docs" / "deploy" / "app.conf").write_text("listen 8080;\n")  # the file changes
     assert "docs/page.md" in _docs_sync("--check", "--root", tmp_path).stderr
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """Claims name the test that proves them (`tests/path.py::test_name`):
+    renaming or deleting that test must not leave a claim without proof."""
+    pages = [*(REPO_DIR / "docs").glob("*.md"), REPO_DIR / "README.md"]
+    pages += [*(REPO_DIR / "examples").glob("*/README.md")]
+    named = set()
+    for page in pages:
+        for path, name in re.findall(r"(tests/[\w/]+\.py)::(\w+)", page.read_text()):
+            named.add((path, name))
+            source = REPO_DIR / path
+            assert source.is_file(), f"{page.name} names {path}, which does not exist"
+            assert re.search(rf"^def {name}\(", source.read_text(), re.MULTILINE), (
+                f"{page.name} names {path}::{name}, which does not exist"
+            )
+    assert len(named) >= 20  # migration.md alone names more
