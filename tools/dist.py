@@ -19,7 +19,7 @@ Then the metadata is checked, and any problem stops with exit status 1:
 - Requires-Python, the license (an SPDX expression, and the license text in
   every wheel and sdist), project URLs, and classifiers that PyPI knows;
 - platform markers on every native or POSIX-only dependency (NATIVE below), so
-  `pip install ketch` works wherever Python does and leaves out what cannot
+  `pip install ketch` installs wherever Python does and leaves out what cannot
   run there;
 - each wheel is a portion of the `ketch` namespace (no `ketch/__init__.py`).
 """

@@ -55,11 +55,8 @@ class CertReqs(click.ParamType):  # type: ignore[type-arg]  # generic only from 
         return [CompletionItem(name) for name in CERT_REQS if name.startswith(incomplete)]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        else:
-            text = str(value).strip().lower()
-            number = CERT_REQS.get(text, -1) if not text.isdigit() else int(text)
+        text = str(value).strip().lower()
+        number = int(text) if text.isdigit() else CERT_REQS.get(text, -1)
         if number not in CERT_REQS.values():
             self.fail(f"{value!r} is not one of none, optional, required (or 0, 1, 2)", param, ctx)
         return number
