@@ -1,6 +1,6 @@
 """A WebSocket chat room as a plain ASGI application.
 
-    hatch run ketch examples.chat.app:app     # from the repository root
+    ketch app:app     # from this folder (see README.md)
 
 GET /                       the chat page (open it in two browser tabs)
 WebSocket /ws?name=NAME     every text message is sent to everyone in the room

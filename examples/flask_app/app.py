@@ -1,6 +1,6 @@
 """A Flask (WSGI) application served by ketch.
 
-    hatch run ketch examples.flask_app.app:app     # from the repository root
+    ketch app:app     # from this folder (see README.md)
 
 ketch sees that `app` is a WSGI application (it is called with
 `environ, start_response`) and runs it in a thread pool: no `--interface wsgi`

@@ -1,6 +1,6 @@
 """The bundled example: a plain ASGI application with no dependencies.
 
-    ketch examples.hello.app:app        # from the repository root
+    ketch app:app     # from this folder (see README.md)
 
 GET /        a small HTML page
 GET /json    {"hello": "world", ...} with the client address ketch saw

@@ -1,6 +1,6 @@
 """A Starlette application served by ketch.
 
-    hatch run ketch examples.starlette_app.app:app     # from the repository root
+    ketch app:app     # from this folder (see README.md)
 
 GET  /               a greeting, and when the app started (set by lifespan)
 GET  /items/{id}     an item by its id

@@ -3,7 +3,9 @@ environment variables, and one-line errors."""
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -282,3 +284,44 @@ def test_workers_with_an_app_object_is_a_clear_error() -> None:
         run(hello, workers=2)
     with pytest.raises(ConfigError, match="import string"):
         run(hello, reload=True)
+
+
+def test_windows_is_refused_in_one_line_at_start() -> None:
+    """Nothing is tested on Windows, so ketch says so before it starts. (Windows
+    itself cannot be had here: the platform is set after the imports, as it
+    would read there, and the command must stop before touching a socket.)"""
+    script = (
+        "import sys\n"
+        "from ketch.cli.main import main\n"
+        "sys.platform = 'win32'\n"
+        "main(['support.apps:hello', '--port', '0'])\n"
+    )
+    result = run_ketch(["-c", script], command=[sys.executable])
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: ketch runs on Linux and macOS, not on Windows yet: run it under WSL 2 or in a "
+        "Linux container (docs/docker.md)\n"
+    )
+    assert "running on" not in result.stdout
+
+
+def test_shell_completion() -> None:
+    """The bash line of docs/installation.md, in a real bash: options and choices complete."""
+    ketch_bin = str(Path(sys.executable).parent)
+
+    def complete(*words: str) -> list[str]:
+        script = (
+            'eval "$(_KETCH_COMPLETE=bash_source ketch)"\n'
+            f"COMP_WORDS=(ketch {' '.join(words)}); COMP_CWORD={len(words)}\n"
+            '_ketch_completion ketch; printf "%s\\n" "${COMPREPLY[@]}"\n'
+        )
+        env = {**os.environ, "PATH": f"{ketch_bin}{os.pathsep}{os.environ['PATH']}"}
+        result = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("--timeout-k") == ["--timeout-keep-alive"]
+    assert {"auto", "h11", "httptools"} <= set(complete("main:app", "--http", "''"))
+    assert complete("main:app", "--ssl-cert-reqs", "req") == ["required"]

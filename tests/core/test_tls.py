@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
-from support import run_ketch, serve
+from support import KetchProcess, run_ketch, serve
 from support.apps import scope_json
 
 
@@ -102,6 +102,56 @@ def test_client_certificates_required(
         client_cert.configure_cert(identified)
         response = httpx.get(running.url, verify=identified)
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("setting", "anonymous_served", "foreign_certificate_served"),
+    [
+        (["--ssl-cert-reqs", "none"], True, True),  # no certificate asked for
+        (["--ssl-cert-reqs", "optional"], True, False),  # asked for, checked if given
+        (["--ssl-cert-reqs", "required"], False, False),
+        (["--ssl-cert-reqs", "1"], True, False),  # Uvicorn's spelling: ssl.CERT_OPTIONAL
+        ({"KETCH_SSL_CERT_REQS": "required"}, False, False),
+    ],
+)
+def test_ssl_cert_reqs_by_name_or_number(
+    setting: list[str] | dict[str, str],
+    anonymous_served: bool,
+    foreign_certificate_served: bool,
+    ca: trustme.CA,
+    cert_files: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    cert, key = cert_files
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    args = ["support.apps:scope_json", "--port", "0", "--ssl-certfile", cert]
+    args += ["--ssl-keyfile", key, "--ssl-ca-certs", str(ca_file)]
+    env = setting if isinstance(setting, dict) else {}
+    args += setting if isinstance(setting, list) else []
+
+    def served(client_ca: trustme.CA | None) -> bool:
+        context = _client_context(ca)
+        if client_ca is not None:
+            client_ca.issue_cert("client@example.com").configure_cert(context)
+        try:
+            return httpx.get(url, verify=context).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with KetchProcess(args, env=env) as ketch:
+        url = ketch.wait_started()
+        assert served(ca)  # a certificate from the trusted CA is always welcome
+        assert served(None) is anonymous_served
+        assert served(trustme.CA()) is foreign_certificate_served
+        assert served(ca)  # and the server goes on serving
+
+
+def test_ssl_cert_reqs_names_the_choices() -> None:
+    result = run_ketch(["support.apps:hello", "--ssl-cert-reqs", "sometimes"])
+    assert result.returncode == 2
+    assert "'sometimes' is not one of none, optional, required (or 0, 1, 2)" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_missing_certificate_half_is_an_error(cert_files: tuple[str, str]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import MISSING
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from ketch.core import __version__, run
 from ketch.core.config import cli_flag, options
@@ -39,6 +40,30 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
+CERT_REQS = {"none": 0, "optional": 1, "required": 2}
+
+
+class CertReqs(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.5 on
+    """--ssl-cert-reqs: ssl.VerifyMode by its name (none, optional, required) or number."""
+
+    name = "cert_reqs"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[none|optional|required|0|1|2]"
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return [CompletionItem(name) for name in CERT_REQS if name.startswith(incomplete)]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        text = str(value).strip().lower()
+        number = int(text) if text.isdigit() else CERT_REQS.get(text, -1)
+        if number not in CERT_REQS.values():
+            self.fail(f"{value!r} is not one of none, optional, required (or 0, 1, 2)", param, ctx)
+        return number
+
+
 def _types() -> dict[str, Any]:
     return {
         "str": click.STRING,
@@ -47,6 +72,7 @@ def _types() -> dict[str, Any]:
         "path": click.Path(exists=True),
         "file": click.Path(),
         "boolean": click.BOOL,
+        "cert_reqs": CertReqs(),
     }
 
 

@@ -44,7 +44,8 @@ class Option:
 
     help: str
     # "str", "int", "float", "path" (must exist), "file" (need not exist),
-    # "bool" (a --x/--no-x or a lone --x flag), "boolean" (takes true/false).
+    # "bool" (a --x/--no-x or a lone --x flag), "boolean" (takes true/false),
+    # "cert_reqs" (an ssl.VerifyMode: none, optional, required or 0, 1, 2).
     kind: str = "str"
     flag: str = ""  # the CLI spelling when it is not --<field-name>
     aliases: tuple[str, ...] = ()
@@ -322,7 +323,11 @@ class Config:
     )
     ssl_cert_reqs: int = _opt(
         int(ssl.CERT_NONE),
-        Option("Whether client certificate is required (see stdlib ssl module's)", "int"),
+        Option(
+            "Whether client certificate is required (see stdlib ssl module's): none, "
+            "optional or required (or 0, 1, 2).",
+            "cert_reqs",
+        ),
     )
     ssl_ca_certs: str | os.PathLike[str] | None = _opt(None, Option("CA certificates file"))
     ssl_ciphers: str | None = _opt(
@@ -412,6 +417,7 @@ class Config:
         _check_range("--limit-request-headers", self.limit_request_headers, 1, None)
         _check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)
         _check_range("--reload-delay", self.reload_delay, 0, None)
+        _check_range("--ssl-cert-reqs", self.ssl_cert_reqs, 0, 2)
         for flag, value in (
             ("--limit-concurrency", self.limit_concurrency),
             ("--limit-max-requests", self.limit_max_requests),

@@ -8,7 +8,7 @@ from typing import Any
 
 from ketch.core.config import Config
 from ketch.core.config_file import build
-from ketch.core.errors import ConfigError
+from ketch.core.errors import ConfigError, KetchError
 from ketch.core.logging import setup_logging
 from ketch.core.plugins import SUPERVISOR, load
 from ketch.core.server import Server
@@ -24,6 +24,13 @@ def run(app: Any = None, **options: Any) -> None:
     with a one-line message; a failed application startup exits the process
     with status 3.
     """
+    if sys.platform == "win32":
+        # UNIX sockets, signals and the supervisors are POSIX here, and nothing
+        # is tested on Windows: say so at once rather than fail somewhere later.
+        raise KetchError(
+            "ketch runs on Linux and macOS, not on Windows yet: run it under WSL 2 or in a "
+            "Linux container (docs/docker.md)"
+        )
     config = build(app, options)
     load_env_file(config.env_file)
     if config.use_subprocess:
