@@ -12,14 +12,17 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
   of connections and tasks, limits, the access log) and its frozen
   `ServerSettings` / `WebSocketSettings`; every connection satisfies
   `Connection` (a deadline, shutdown, abort).
-- Per connection: `ConnectionInfo` (`context.connection_info(transport)`),
-  `ReadFlow` and `WriteFlow` (flow control both ways), `wake()`.
+- Per connection: `ConnectionInfo` (`context.connection_info(transport)`,
+  with the `tls` extension of a TLS connection), `ReadFlow` and `WriteFlow`
+  (flow control both ways), `wake()`.
 - Scopes: `http_scope()`, `websocket_scope()`, `split_target()`,
-  `path_with_query()`, `client_text()`.
+  `path_with_query()`, `client_text()`; the ASGI extensions a protocol
+  announces (`scope_extensions()`, `PATHSEND`, `TRAILERS`, `EARLY_HINT`, `TLS`).
 - HTTP/1 on the wire: `response_head()` (checked head and framing),
-  `chunk()`, `error_response()`, `status_line()`, `header_name()`,
-  `checked_headers()`,
-  `half_close()`, with `Framing` and its members.
+  `chunk()`, `last_chunk()` (with trailers), `accepts_trailers()`,
+  `early_hints()`, `error_response()`, `status_line()`, `header_name()`,
+  `checked_headers()`, `half_close()`, with `Framing` and its members.
+- Files for `http.response.pathsend`: `open_path()`, `send_file()`.
 """
 
 from __future__ import annotations
@@ -35,22 +38,27 @@ from ketch.core._types import (
     WebSocketScope,
 )
 from ketch.core.context import TICK_SECONDS, Connection, ServerContext
+from ketch.core.files import open_path, send_file
 from ketch.core.headers import DefaultHeaders
 from ketch.core.http1 import (
     CHUNKED,
     CONTINUE,
+    EARLY_HINTS,
     LAST_CHUNK,
     LENGTH,
     NO_BODY,
     UNTIL_CLOSE,
     Framing,
     ResponseHead,
+    accepts_trailers,
     check_values,
     checked_headers,
     chunk,
+    early_hints,
     error_response,
     half_close,
     header_name,
+    last_chunk,
     response_head,
     status_line,
 )
@@ -63,17 +71,34 @@ from ketch.core.plugins import (
     WebSocketPlugin,
     WebSocketUpgrade,
 )
-from ketch.core.scope import client_text, http_scope, path_with_query, split_target, websocket_scope
+from ketch.core.scope import (
+    EARLY_HINT,
+    PATHSEND,
+    TLS,
+    TRAILERS,
+    Extensions,
+    client_text,
+    http_scope,
+    path_with_query,
+    scope_extensions,
+    split_target,
+    websocket_scope,
+)
 from ketch.core.settings import ServerSettings, WebSocketSettings
 from ketch.core.transport import ConnectionInfo, ReadFlow, WriteFlow, wake
 
 __all__ = [
     "CHUNKED",
     "CONTINUE",
+    "EARLY_HINT",
+    "EARLY_HINTS",
     "LAST_CHUNK",
     "LENGTH",
     "NO_BODY",
+    "PATHSEND",
     "TICK_SECONDS",
+    "TLS",
+    "TRAILERS",
     "UNTIL_CLOSE",
     "ASGI3Application",
     "ASGIReceiveCallable",
@@ -81,6 +106,7 @@ __all__ = [
     "Connection",
     "ConnectionInfo",
     "DefaultHeaders",
+    "Extensions",
     "Framing",
     "HTTPPlugin",
     "HTTPScope",
@@ -100,16 +126,22 @@ __all__ = [
     "WebSocketSettings",
     "WebSocketUpgrade",
     "WriteFlow",
+    "accepts_trailers",
     "check_values",
     "checked_headers",
     "chunk",
     "client_text",
+    "early_hints",
     "error_response",
     "half_close",
     "header_name",
     "http_scope",
+    "last_chunk",
+    "open_path",
     "path_with_query",
     "response_head",
+    "scope_extensions",
+    "send_file",
     "split_target",
     "status_line",
     "wake",

@@ -54,6 +54,7 @@ class ServerContext:
         loop: asyncio.AbstractEventLoop,
         default_headers: DefaultHeaders,
         lifespan_state: dict[str, Any] | None = None,
+        server_cert: str | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
@@ -63,6 +64,8 @@ class ServerContext:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan_state: dict[str, Any] = lifespan_state if lifespan_state is not None else {}
         self.ws_upgrade: WebSocketUpgrade | None = None
+        # the PEM of the server's certificate (--ssl-certfile), for the `tls` extension
+        self.server_cert = server_cert
         self.error_logger = logging.getLogger("ketch.error")
         access = logging.getLogger("ketch.access")
         # None when access logging is off, so that protocols skip all its work
@@ -81,8 +84,9 @@ class ServerContext:
         self.on_request_limit: Callable[[], None] = _nothing
 
     def connection_info(self, transport: asyncio.BaseTransport) -> ConnectionInfo:
-        """Who is connected over `transport`, for the scope and the logs."""
-        return connection_info(transport)
+        """Who is connected over `transport`, for the scope and the logs, and
+        the `tls` extension of a TLS connection: call it once per connection."""
+        return connection_info(transport, self.server_cert)
 
     def over_concurrency_limit(self) -> bool:
         """True when a new request must be answered 503 (--limit-concurrency)."""

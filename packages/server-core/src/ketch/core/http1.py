@@ -26,6 +26,7 @@ STATUS_LINES: Final[dict[int, bytes]] = {
     for status in http.HTTPStatus
 }
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+EARLY_HINTS: Final = b"HTTP/1.1 103 Early Hints\r\n"
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
 # RFC 9110 5.6.2: a field name is a token
@@ -187,6 +188,42 @@ def response_head(
 def chunk(body: bytes) -> bytes:
     """One chunk of a chunked body (empty for an empty body: that would end it)."""
     return b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+
+
+def last_chunk(trailers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The end of a chunked body with trailer fields (RFC 9112 7.1.2), checked
+    like response headers; the framing fields are never sent as trailers."""
+    fields = checked_headers(trailers, _FRAMING_HEADERS)
+    return b"0\r\n%s\r\n" % b"".join(b"%s: %s\r\n" % field for field in fields)
+
+
+def accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request said `TE: trailers` (RFC 9110 10.1.4): the client
+    takes trailer fields, so a server may send them (lowercase names)."""
+    return any(
+        name == b"te" and b"trailers" in _tokens(value) for name, value in headers
+    )
+
+
+def early_hints(links: Iterable[bytes]) -> bytes:
+    """A `103 Early Hints` interim response (RFC 8297), one Link field per link
+    (RFC 8288 values such as `</style.css>; rel=preload; as=style`); empty
+    when there are none. Never to an HTTP/1.0 client (RFC 9110 15.2)."""
+    lines = []
+    for link in links:
+        if not isinstance(link, bytes | bytearray | memoryview):
+            raise RuntimeError(f"Early hint links must be byte strings, got {link!r}")
+        lines.append(b"link: %s\r\n" % bytes(link).strip())
+    if not lines:
+        return b""
+    block = b"".join(lines)
+    check_values(block, len(lines))
+    return EARLY_HINTS + block + b"\r\n"
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    """The lowercase tokens of a comma-separated value, without parameters."""
+    return [item.split(b";", 1)[0].strip(b" \t") for item in value.lower().split(b",")]
 
 
 def error_response(status: int, defaults: DefaultHeaders, text: str | None = None) -> bytes:

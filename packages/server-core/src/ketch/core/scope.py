@@ -3,7 +3,8 @@ WebSocket protocol so that they all present a request the same way."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, unquote
 
 from ketch.core._types import ASGIVersions, Headers, HTTPScope, WebSocketScope
@@ -13,6 +14,28 @@ if TYPE_CHECKING:
     from ketch.core.transport import ConnectionInfo
 
 ASGI_VERSIONS: ASGIVersions = {"version": "3.0", "spec_version": "2.5"}
+
+# The ASGI extensions a protocol may announce (docs/asgi-extensions.md)
+PATHSEND: Final = "http.response.pathsend"
+TRAILERS: Final = "http.response.trailers"
+EARLY_HINT: Final = "http.response.early_hint"
+TLS: Final = "tls"
+
+Extensions = dict[str, dict[object, object]]
+
+
+def scope_extensions(info: ConnectionInfo, names: Iterable[str]) -> Extensions:
+    """The `extensions` a protocol announces in the scopes of one connection:
+    the extensions it implements (`names`), and `tls` on a TLS connection.
+
+    Built once per connection and given to `http_scope()`, which puts a copy in
+    each scope: an app (or a middleware) that adds or removes an extension in
+    its scope changes nothing for the connection's next request. The values
+    are shared by the connection's requests: they describe the connection."""
+    extensions: Extensions = {name: {} for name in names}
+    if info.tls is not None:
+        extensions[TLS] = info.tls
+    return extensions
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -47,9 +70,11 @@ def http_scope(
     http_version: str,
     target: bytes,
     headers: Headers,
+    extensions: Extensions | None = None,
 ) -> HTTPScope:
     """The scope of an HTTP request for the raw request `target`; `headers`
-    with lowercase names."""
+    with lowercase names; `extensions` from `scope_extensions()` (copied),
+    else only `tls` on a TLS connection."""
     if target[:1] == b"/":  # origin form, the usual one: split here (one call less)
         raw_path, _, query = target.partition(b"?")
     else:
@@ -77,6 +102,9 @@ def http_scope(
         "query_string": query,
         "headers": headers,
         "state": context.lifespan_state.copy(),
+        "extensions": (
+            extensions.copy() if extensions is not None else scope_extensions(info, ())
+        ),
     }
 
 
@@ -111,7 +139,7 @@ def websocket_scope(
         "headers": headers,
         "subprotocols": subprotocols,
         "state": context.lifespan_state.copy(),
-        "extensions": {"websocket.http.response": {}},
+        "extensions": scope_extensions(info, ("websocket.http.response",)),
     }
 
 

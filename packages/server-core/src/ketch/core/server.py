@@ -24,6 +24,7 @@ from ketch.core.logging import setup_logging
 from ketch.core.plugins import HTTP, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
 from ketch.core.settings import ServerSettings
 from ketch.core.sockets import Listener, bind, create_ssl_context, describe
+from ketch.core.tls import server_certificate
 
 logger = logging.getLogger("ketch.error")
 
@@ -127,7 +128,11 @@ class Server:
             config.server_header, config.date_header, list(config.headers or [])
         )
         context = self.context = ServerContext(
-            ServerSettings.from_config(config), app, loop, default_headers
+            ServerSettings.from_config(config),
+            app,
+            loop,
+            default_headers,
+            server_cert=server_certificate(config.ssl_certfile) if ssl_context else None,
         )
         context.restarting = self.restarting
         if config.limit_max_requests is not None:

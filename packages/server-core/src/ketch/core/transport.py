@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from ketch.core.tls import tls_extension
 
 
 class ConnectionInfo(NamedTuple):
@@ -14,13 +16,23 @@ class ConnectionInfo(NamedTuple):
     client: tuple[str, int] | None  # the peer's (host, port); None on a UNIX socket
     server: tuple[str, int | None] | None  # (host, port), or (path, None) on a UNIX socket
     scheme: str  # "https" over TLS, else "http"
+    # the ASGI `tls` extension's dict on a TLS connection (ketch.core.tls); None on cleartext
+    tls: dict[str, Any] | None = None
 
 
-def connection_info(transport: asyncio.BaseTransport) -> ConnectionInfo:
+def connection_info(
+    transport: asyncio.BaseTransport, server_cert: str | None = None
+) -> ConnectionInfo:
+    """Who is connected over `transport`; `server_cert` is the PEM of the
+    server's certificate, for the `tls` extension of a TLS connection."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return ConnectionInfo(get_remote_addr(transport), get_local_addr(transport), "http")
     return ConnectionInfo(
         get_remote_addr(transport),
         get_local_addr(transport),
-        "https" if is_ssl(transport) else "http",
+        "https",
+        tls_extension(ssl_object, server_cert),
     )
 
 
@@ -50,10 +62,6 @@ def get_local_addr(transport: asyncio.BaseTransport) -> tuple[str, int | None] |
     if isinstance(info, bytes):  # an abstract UNIX socket
         return (info.decode("latin-1"), None)
     return None
-
-
-def is_ssl(transport: asyncio.BaseTransport) -> bool:
-    return transport.get_extra_info("sslcontext") is not None
 
 
 class ReadFlow:
@@ -92,11 +100,13 @@ class WriteFlow:
     """Write back-pressure: the transport's pause_writing/resume_writing turned
     into something senders can await, and a wake-up for connection loss."""
 
-    __slots__ = ("_waiter", "paused")
+    __slots__ = ("_lost_waiter", "_waiter", "lost", "paused")
 
     def __init__(self) -> None:
         self.paused = False
+        self.lost = False
         self._waiter: asyncio.Future[None] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
 
     def pause(self) -> None:
         self.paused = True
@@ -107,7 +117,9 @@ class WriteFlow:
 
     def connection_lost(self) -> None:
         self.paused = False
+        self.lost = True
         self._wake()
+        wake(self._lost_waiter)
 
     async def drain(self) -> None:
         """Wait until the transport accepts writes again (or the peer is gone)."""
@@ -117,6 +129,16 @@ class WriteFlow:
         if waiter is None:
             waiter = self._waiter = asyncio.get_running_loop().create_future()
         await waiter
+
+    def when_lost(self) -> asyncio.Future[None]:
+        """A future resolved when the connection is lost, for a wait that does
+        not go through `drain()` (the kernel's sendfile)."""
+        waiter = self._lost_waiter
+        if waiter is None:
+            waiter = self._lost_waiter = asyncio.get_running_loop().create_future()
+            if self.lost:
+                waiter.set_result(None)
+        return waiter
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -33,8 +33,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
+if TYPE_CHECKING:
+    import io
+
 from ketch.core.api import (
+    EARLY_HINT,
+    PATHSEND,
+    TRAILERS,
     ConnectionInfo,
+    Extensions,
     Headers,
     HTTPScope,
     ReadFlow,
@@ -44,6 +51,8 @@ from ketch.core.api import (
     error_response,
     half_close,
     http_scope,
+    scope_extensions,
+    send_file,
     websocket_scope,
 )
 from ketch.http.cycle import COMPLETE, RequestCycle
@@ -117,6 +126,8 @@ SHUTDOWN_GRACE = 0.5
 # Gathered chunks of a streamed response are written once they reach this size
 # (so that flow control sees them).
 UNSENT_LIMIT = 64 * 1024
+# The ASGI extensions HTTP/1.1 implements (and `tls` on a TLS connection)
+EXTENSIONS = (PATHSEND, TRAILERS, EARLY_HINT)
 
 
 class Refusal(NamedTuple):
@@ -141,6 +152,7 @@ class HTTPConnection(asyncio.Protocol):
         "current",
         "deadline",
         "due",
+        "extensions",
         "incoming",
         "info",
         "loop",
@@ -184,6 +196,7 @@ class HTTPConnection(asyncio.Protocol):
         self.read_flow = ReadFlow(self.transport)
         context = self.context
         self.info: ConnectionInfo = context.connection_info(transport)
+        self.extensions: Extensions = scope_extensions(self.info, EXTENSIONS)
         context.connections.add(self)
         self.due = KEEP_ALIVE_DUE
         self.deadline = context.now + self.settings.timeout_keep_alive
@@ -293,7 +306,13 @@ class HTTPConnection(asyncio.Protocol):
             scope = websocket_scope(context, self.info, facts.http_version, target, headers)
         else:
             scope = http_scope(
-                context, self.info, method.decode("ascii"), facts.http_version, target, headers
+                context,
+                self.info,
+                method.decode("ascii"),
+                facts.http_version,
+                target,
+                headers,
+                self.extensions,
             )
         keep_alive = facts.keep_alive and not self._last_request
         cycle = RequestCycle(self, scope, keep_alive)
@@ -404,6 +423,15 @@ class HTTPConnection(asyncio.Protocol):
             self._unsent_size = 0
             if self.writing is OPEN:
                 self.transport.writelines(unsent)
+
+    async def send_file(self, file: io.FileIO, offset: int, count: int) -> int:
+        """Part of the current response: `count` bytes of `file` from `offset`,
+        after what was written (ketch.core.api.send_file: the bytes sent, or
+        ConnectionError)."""
+        self.flush()
+        if self.writing is not OPEN:
+            raise ConnectionError("the connection is closed")
+        return await send_file(self.transport, self.write_flow, file, offset, count)
 
     def wait_for_body(self) -> None:
         """The app waits for body bytes: read on, and start the body deadline."""

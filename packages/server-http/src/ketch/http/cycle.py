@@ -2,11 +2,16 @@
 
 The cycle talks to its connection through a few methods (`write`,
 `write_soon`, `flush`, `wait_for_body`, `body_waited`, `body_taken`,
-`response_complete`, `close`); the connection decides whether a write may
-still happen. The response's progress is `Response`: START (waiting for
-`http.response.start`), STARTED (start received; the head goes out with the
-first body bytes, so a small response is one write), STREAMING (head written,
-more to come), COMPLETE.
+`response_complete`, `close`, `send_file`); the connection decides whether
+a write may still happen. The response's progress is `Response`: START
+(waiting for `http.response.start`), STARTED (start received; the head goes
+out with the first body bytes, so a small response is one write), STREAMING
+(head written, more to come), TRAILERS (the body is written; the app said it
+sends trailers, and they are due), COMPLETE.
+
+The ASGI extensions (docs/asgi-extensions.md) cost the common response
+nothing: their messages are looked at only where any other message would be
+an error, and `trailers` is read from `http.response.start` with one `in`.
 """
 
 from __future__ import annotations
@@ -14,18 +19,28 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Final
 
 from ketch.core.api import (
     CHUNKED,
     CONTINUE,
+    EARLY_HINT,
     LAST_CHUNK,
     LENGTH,
+    PATHSEND,
+    TRAILERS,
     UNTIL_CLOSE,
     ASGI3Application,
     Framing,
+    Headers,
     Message,
+    accepts_trailers,
+    checked_headers,
+    early_hints,
     error_response,
+    last_chunk,
+    open_path,
     path_with_query,
     response_head,
 )
@@ -40,17 +55,22 @@ class Response(enum.Enum):
     START = "start"
     STARTED = "started"
     STREAMING = "streaming"
+    TRAILERS = "trailers"
     COMPLETE = "complete"
 
 
 START: Final = Response.START
 STARTED: Final = Response.STARTED
 STREAMING: Final = Response.STREAMING
+TRAILERS_DUE: Final = Response.TRAILERS
 COMPLETE: Final = Response.COMPLETE
 
 # Up to this size a response body is copied behind its head for a single
 # write; a larger one is written beside the head (writev) rather than copied.
 SMALL_BODY = 4096
+# Up to this size a file of http.response.pathsend is read and written with
+# its head (one system call); a larger one goes by the kernel's sendfile.
+SMALL_FILE = 64 * 1024
 
 
 class RequestCycle:
@@ -76,6 +96,8 @@ class RequestCycle:
         "scope",
         "status",
         "task",
+        "trailer_fields",
+        "trailers",
         "upgrade_target",
         "waiter",
     )
@@ -104,9 +126,12 @@ class RequestCycle:
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self._headers: Any = ()
+        # the app sends trailers (http.response.start's "trailers"): None if not,
+        # True when they go on the wire, False when they are dropped
+        self.trailers: bool | None = None
 
     def head_written(self) -> bool:
-        return self.response is STREAMING or self.response is COMPLETE
+        return self.response is not START and self.response is not STARTED
 
     # --- events from the connection ---------------------------------------------------
     def wake(self) -> None:
@@ -221,12 +246,17 @@ class RequestCycle:
         response = self.response
         if response is START:
             if kind != "http.response.start":
+                if kind == EARLY_HINT:
+                    self._early_hint(message)
+                    return
                 raise RuntimeError(
                     f"Expected ASGI message 'http.response.start', but got {kind!r}."
                 )
             self.status = message["status"]
             self._headers = message.get("headers", ())
             self.response = STARTED
+            if "trailers" in message and message["trailers"]:
+                self._expect_trailers()
             if self.expect_continue and self.more_body:
                 # the client still waits for 100 Continue: it may send the body
                 # or not, so this must be the connection's last response
@@ -241,11 +271,12 @@ class RequestCycle:
                 f"Unexpected ASGI message {kind!r} sent, after response already completed."
             )
         if kind != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
+            await self._extension(kind, message)
+            return
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if response is STARTED:
-            head = self._head(None if more_body else len(body))
+            head = self._head(None if more_body or self.trailers else len(body))
             self.response = STREAMING
             data = self._frame(body, more_body)
             if more_body:
@@ -257,6 +288,10 @@ class RequestCycle:
             else:
                 conn.write_pair(head, data)  # one syscall (writev), no copy
         else:
+            if response is TRAILERS_DUE:
+                raise RuntimeError(
+                    "Expected ASGI message 'http.response.trailers', but got 'http.response.body'."
+                )
             data = self._frame(body, more_body)
             if more_body:
                 if data:
@@ -264,12 +299,101 @@ class RequestCycle:
             else:
                 conn.flush(data)
         if not more_body:
+            if self.trailers is not None:
+                self.response = TRAILERS_DUE
+            else:
+                self._complete()
+
+    def _complete(self) -> None:
+        self.response = COMPLETE
+        self.wake()
+        if self.framing is LENGTH and self.remaining:
+            logger.error("Response content shorter than Content-Length")
+            self.keep_alive = False
+        self.conn.response_complete(self)
+
+    # --- ASGI extensions (messages other than start and body) ---------------------------
+    async def _extension(self, kind: str, message: Message) -> None:
+        response = self.response
+        if kind == PATHSEND and response is STARTED:
+            await self._pathsend(message)
+        elif kind == TRAILERS and response is TRAILERS_DUE:
+            self._send_trailers(message)
+        elif kind == EARLY_HINT and response is STARTED:
+            self._early_hint(message)
+        elif kind == EARLY_HINT and response is STREAMING:
+            pass  # the final head is on the wire: too late for hints (the spec lets us ignore it)
+        else:
+            expected = TRAILERS if response is TRAILERS_DUE else "http.response.body"
+            raise RuntimeError(f"Expected ASGI message {expected!r}, but got {kind!r}.")
+
+    def _early_hint(self, message: Message) -> None:
+        """103 Early Hints before the final head; never to HTTP/1.0 (RFC 9110 15.2)."""
+        data = early_hints(message.get("links", ()))
+        if data and self.scope["http_version"] != "1.0":
+            self.conn.write(data)
+
+    def _expect_trailers(self) -> None:
+        """The app sends trailers after its body: on the wire when the response is
+        chunked and the client said `TE: trailers`; dropped otherwise."""
+        self.trailers = (
+            not self.head_only
+            and self.scope["http_version"] != "1.0"
+            and accepts_trailers(self.scope["headers"])
+        )
+        self.trailer_fields: Headers = []
+
+    def _send_trailers(self, message: Message) -> None:
+        self.trailer_fields += checked_headers(message.get("headers", ()))
+        if message.get("more_trailers", False):
+            return
+        if self.trailers and self.framing is CHUNKED:
+            self.conn.flush(last_chunk(self.trailer_fields))
+        self._complete()
+
+    async def _pathsend(self, message: Message) -> None:
+        """The response body is a file the app names; written after the head
+        (a small file in the same write, a larger one by `send_file()`)."""
+        conn = self.conn
+        file, size = open_path(message.get("path"))
+        try:
+            head = self._head(size)
+            count = self.remaining if self.framing is LENGTH else 0
+            if count > size:
+                raise RuntimeError(
+                    f"http.response.pathsend: {file.name} has {size} bytes, "
+                    f"fewer than the response's Content-Length ({count})"
+                )
+            self.response = STREAMING
+            if count <= SMALL_FILE:
+                data = os.pread(file.fileno(), count, 0) if count else b""
+                conn.write_pair(head, data) if data else conn.write(head)
+                sent = len(data)
+            else:
+                conn.write(head)
+                try:
+                    sent = await conn.send_file(file, 0, count)
+                except ConnectionError:
+                    self.on_disconnect()  # the client left: like any send() after that
+                    return
+        finally:
+            file.close()
+        self.remaining -= sent
+        if sent < count:
+            logger.error(
+                "File %s shrank while it was sent (%d of %d bytes): closing the connection",
+                file.name,
+                sent,
+                count,
+            )
+            self.keep_alive = False
             self.response = COMPLETE
             self.wake()
-            if self.framing is LENGTH and self.remaining:
-                logger.error("Response content shorter than Content-Length")
-                self.keep_alive = False
-            conn.response_complete(self)
+            conn.close()
+        elif self.trailers is not None:
+            self.response = TRAILERS_DUE
+        else:
+            self._complete()
 
     def _frame(self, body: bytes, more_body: bool) -> bytes:
         framing = self.framing
@@ -281,10 +405,11 @@ class RequestCycle:
             self.remaining -= size
             return body if type(body) is bytes else bytes(body)
         if framing is CHUNKED:
+            last = not more_body and not self.trailers  # trailers end the body themselves
             if body:
                 chunk = b"%x\r\n%s\r\n" % (len(body), body)
-                return chunk if more_body else chunk + LAST_CHUNK
-            return b"" if more_body else LAST_CHUNK
+                return chunk + LAST_CHUNK if last else chunk
+            return LAST_CHUNK if last else b""
         if framing is UNTIL_CLOSE:
             return bytes(body)
         return b""
