@@ -20,14 +20,10 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from configparser import RawConfigParser
 from copy import deepcopy
 from dataclasses import KW_ONLY, dataclass, field
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from ketch.core.errors import ConfigError
 from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
-
-LifespanMode = Literal["auto", "on", "off"]
-InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
-ForwardedHeaders = Literal["x-forwarded", "forwarded"]
 
 LIFESPAN_MODES: tuple[str, ...] = ("auto", "on", "off")
 INTERFACES: tuple[str, ...] = ("auto", "asgi3", "asgi2", "wsgi")
