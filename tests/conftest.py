@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-HTTP_IMPLEMENTATIONS = ["h11", "httptools"]
+from support.implementations import HTTP_IMPLEMENTATIONS
 
 
 @pytest.fixture(params=HTTP_IMPLEMENTATIONS)
