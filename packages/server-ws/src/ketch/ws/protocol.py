@@ -32,6 +32,7 @@ from ketch.core import ServerContext
 from ketch.core._types import ASGI3Application, Headers, Message, Scope, WebSocketScope
 from ketch.core.scope import client_text, path_with_query
 from ketch.core.transport import WriteFlow
+from ketch.ws.flow import ALL, PENDING, QUEUE_FULL, WRITE_BACKLOG, ReadPause
 
 if TYPE_CHECKING:
     from ketch.core.plugins import WebSocketUpgrade
@@ -56,7 +57,7 @@ CLOSING: Final = State.CLOSING
 CLOSED: Final = State.CLOSED
 
 # what the connection's deadline means
-NOTHING, PING, PONG, CLOSE_REPLY, LINGER = 0, 1, 2, 3, 4
+NOTHING, PING, PONG, CLOSE_REPLY, LINGER, UNREAD = 0, 1, 2, 3, 4, 5
 
 # How long the peer has to answer our close frame, and how long a finished
 # connection may take to end its TCP connection, before we cut it.
@@ -146,7 +147,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_pending_head",
         "_queue",
         "_raw_frames",
-        "_read_paused",
+        "_reading",
         "_response_chunked",
         "_state",
         "_waiter",
@@ -179,7 +180,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._disconnect: Message | None = None  # once queued, what receive() returns at the end
         self._flow = WriteFlow()
-        self._read_paused = False
+        self._reading = ReadPause(transport)
         self._pending: bytes | None = None  # bytes received before the app accepted
         self._raw_frames = True  # no extension: data frames are framed here
         self._app_closed = False  # the app sent websocket.close
@@ -244,14 +245,29 @@ class WebSocketProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self._due = NOTHING
         self.context.connections.discard(self)
+        self._reading.forget()
         self._flow.connection_lost()
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
 
     def pause_writing(self) -> None:
+        """Our writes pile up unread: stop reading, so that a peer that sends pings
+        (or anything we answer) and reads nothing cannot make us buffer without
+        bound; and give it --ws-ping-timeout to read before we cut it off."""
         self._flow.pause()
+        state = self._state
+        if state is CLOSED:
+            return
+        self._reading.pause(WRITE_BACKLOG)
+        timeout = self.settings.ping_timeout
+        if state is CONNECTED and timeout is not None:
+            self._due = UNREAD
+            self.deadline = self.context.now + timeout
 
     def resume_writing(self) -> None:
         self._flow.resume()
+        self._reading.resume(WRITE_BACKLOG)
+        if self._due == UNREAD:
+            self._keepalive()
 
     # --- what the server calls (ketch.core.context.Connection) ---------------------------
     def on_deadline(self) -> None:
@@ -264,6 +280,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._finish(half_close=False)  # the peer does not answer: no reason to wait more
         elif due == LINGER:
             self.abort()
+        elif due == UNREAD:
+            self._abort_unread()
 
     def shutdown(self) -> None:
         code = SERVICE_RESTART if self.context.restarting else GOING_AWAY
@@ -277,6 +295,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def abort(self) -> None:
         self._state = CLOSED
         self.deadline = 0.0
+        self._reading.forget()
         self.transport.abort()
 
     # --- ASGI receive ---------------------------------------------------------------------
@@ -288,10 +307,9 @@ class WebSocketProtocol(asyncio.Protocol):
             waiter = self._waiter = self._loop.create_future()
             await waiter
         message = queue.popleft()
-        if self._read_paused and len(queue) <= self.settings.resume_at:
-            self._read_paused = False
-            if self._state is not CLOSED:
-                self.transport.resume_reading()
+        reading = self._reading
+        if reading.reasons & QUEUE_FULL and len(queue) <= self.settings.resume_at:
+            reading.resume(QUEUE_FULL)
         return message
 
     def _wake(self) -> None:
@@ -315,9 +333,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        if len(queue) >= self.settings.max_queue and not self._read_paused:
-            self._read_paused = True  # the app is slow: stop reading until it catches up
-            self.transport.pause_reading()
+        if len(queue) >= self.settings.max_queue:
+            self._reading.pause(QUEUE_FULL)  # the app is slow: stop reading until it catches up
 
     def _queue_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is None:
@@ -425,16 +442,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport.write(self.accept_response(subprotocol, headers))
         self._state = CONNECTED
         self._log("[accepted]")
-        settings = self.settings
-        if settings.ping_interval is not None:
-            self._due = PING
-            self.deadline = self.context.now + settings.ping_interval
+        self._keepalive()
         pending = self._pending
         if pending is not None:
             self._pending = None
-            if self._read_paused and len(self._queue) < settings.max_queue:
-                self._read_paused = False
-                self.transport.resume_reading()
+            self._reading.resume(PENDING)
             self.receive_frames(pending)
         if self._closing_code and self._state is CONNECTED:
             self._close(self._closing_code, _SHUTDOWN_REASONS[self._closing_code])
@@ -569,9 +581,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queue_disconnect(code, reason)
         self._due = CLOSE_REPLY
         self.deadline = self.context.now + CLOSE_TIMEOUT
-        if self._read_paused:  # the peer's close frame must get through
-            self._read_paused = False
-            self.transport.resume_reading()
+        self._reading.resume(QUEUE_FULL)  # the peer's close frame must get through
 
     def on_close(self, code: int, reason: str) -> None:
         """The peer's close frame arrived; the adapter has answered it if needed."""
@@ -584,6 +594,15 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queue_disconnect(code, reason)
         self._finish()
 
+    def _abort_unread(self) -> None:
+        """The peer read nothing of our backlog for --ws-ping-timeout: cut the TCP
+        connection. A close frame would wait behind the bytes it does not read,
+        and a graceful close would hold them until then."""
+        reason = "the client stopped reading"
+        self._log_closed(ABNORMAL_CLOSURE, reason)
+        self._queue_disconnect(ABNORMAL_CLOSURE, reason)
+        self.abort()
+
     def _fail_locally(self, code: int, reason: str) -> None:
         """Give up on the peer (it stopped answering pings)."""
         if self._state is CONNECTED:
@@ -594,9 +613,16 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def on_pong(self) -> None:
         if self._due == PONG:
+            self._keepalive()
+
+    def _keepalive(self) -> None:
+        """Schedule the next keepalive ping (if pings are on)."""
+        interval = self.settings.ping_interval
+        if interval is None:
+            self._due = NOTHING
+            self.deadline = 0.0
+        else:
             self._due = PING
-            interval = self.settings.ping_interval
-            assert interval is not None
             self.deadline = self.context.now + interval
 
     def _ping(self) -> None:
@@ -626,9 +652,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if transport.is_closing():
             return
         if half_close and transport.can_write_eof():
-            if self._read_paused:
-                self._read_paused = False
-                transport.resume_reading()
+            self._reading.resume(ALL)  # read (and drop) until the peer closes
             try:
                 transport.write_eof()
                 return
@@ -640,9 +664,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def _hold(self, data: bytes) -> None:
         """Keep bytes that arrive before the app accepted, for after the handshake."""
         pending = self._pending = data if self._pending is None else self._pending + data
-        if len(pending) > PENDING_LIMIT and not self._read_paused:
-            self._read_paused = True
-            self.transport.pause_reading()
+        if len(pending) > PENDING_LIMIT:
+            self._reading.pause(PENDING)
 
     def _log(self, outcome: str) -> None:
         if logger.isEnabledFor(logging.INFO):
