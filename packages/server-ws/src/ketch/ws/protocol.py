@@ -307,9 +307,8 @@ class WebSocketProtocol(asyncio.Protocol):
             waiter = self._waiter = self._loop.create_future()
             await waiter
         message = queue.popleft()
-        reading = self._reading
-        if reading.reasons & QUEUE_FULL and len(queue) <= self.settings.resume_at:
-            reading.resume(QUEUE_FULL)
+        if self._reading.reasons and len(queue) <= self.settings.resume_at:
+            self._reading.resume(QUEUE_FULL)  # the app caught up (if that was the reason)
         return message
 
     def _wake(self) -> None:
