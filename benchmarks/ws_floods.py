@@ -25,7 +25,7 @@ import time
 import zlib
 from pathlib import Path
 
-from common import ServerProcess, free_port, wait_ready
+from common import ServerProcess, free_port, read_head, wait_ready
 from wsclient import handshake_request, masked_frame
 
 BIN = Path(sys.executable).parent
@@ -54,12 +54,7 @@ def connect(port: int, extensions: str = "") -> socket.socket:
     if extensions:
         request = request[:-2] + b"Sec-WebSocket-Extensions: %s\r\n\r\n" % extensions.encode()
     sock.sendall(request)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        head += chunk
+    head = read_head(sock)
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(head.decode("latin-1"))
     return sock
@@ -99,12 +94,14 @@ def bomb(port: int, megabytes: int) -> str:
     try:
         sock.sendall(data)
         buffer = b""
-        while True:  # the server's close frame (it sends nothing else here)
+        while True:  # the server's first frame: its close frame, or the echo
             chunk = sock.recv(65536)
             if not chunk:
                 return f"closed without a close frame ({len(payload) // 1024} KB sent)"
             buffer += chunk
-            if len(buffer) >= 4 and buffer[0] & 0x0F == 0x8:  # a close frame
+            if len(buffer) >= 4:
+                if buffer[0] & 0x0F != 0x8:  # not a close frame: the echo
+                    return f"accepted ({len(payload) // 1024} KB sent)"
                 (code,) = struct.unpack("!H", buffer[2:4])
                 return f"close {code} ({len(payload) // 1024} KB sent)"
     except OSError as exc:
