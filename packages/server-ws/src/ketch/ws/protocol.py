@@ -138,6 +138,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_app_closed",
+        "_backlog",
         "_closing_code",
         "_disconnect",
         "_due",
@@ -181,6 +182,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._disconnect: Message | None = None  # once queued, what receive() returns at the end
         self._flow = WriteFlow()
         self._reading = ReadPause(transport)
+        self._backlog = 0  # bytes waiting in the transport when it last paused writing
         self._pending: bytes | None = None  # bytes received before the app accepted
         self._raw_frames = True  # no extension: data frames are framed here
         self._app_closed = False  # the app sent websocket.close
@@ -252,7 +254,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         """Our writes pile up unread: stop reading, so that a peer that sends pings
         (or anything we answer) and reads nothing cannot make us buffer without
-        bound; and give it --ws-ping-timeout to read before we cut it off."""
+        bound; and give it --ws-ping-timeout to read some before we cut it off."""
         self._flow.pause()
         state = self._state
         if state is CLOSED:
@@ -262,6 +264,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if state is CONNECTED and timeout is not None:
             self._due = UNREAD
             self.deadline = self.context.now + timeout
+            self._backlog = self.transport.get_write_buffer_size()
 
     def resume_writing(self) -> None:
         self._flow.resume()
@@ -281,7 +284,10 @@ class WebSocketProtocol(asyncio.Protocol):
         elif due == LINGER:
             self.abort()
         elif due == UNREAD:
-            self._abort_unread()
+            if self.transport.get_write_buffer_size() < self._backlog:
+                self._keepalive()  # it reads, slowly: keepalive pings judge it as usual
+            else:
+                self._abort_unread()
 
     def shutdown(self) -> None:
         code = SERVICE_RESTART if self.context.restarting else GOING_AWAY
@@ -594,7 +600,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._finish()
 
     def _abort_unread(self) -> None:
-        """The peer read nothing of our backlog for --ws-ping-timeout: cut the TCP
+        """The peer read none of our backlog in --ws-ping-timeout: cut the TCP
         connection. A close frame would wait behind the bytes it does not read,
         and a graceful close would hold them until then."""
         reason = "the client stopped reading"
