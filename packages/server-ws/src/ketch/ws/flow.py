@@ -1,4 +1,4 @@
-"""Read-side flow control: the reasons a connection stops reading from its peer.
+"""Read-side flow control: the reasons a WebSocket connection stops reading.
 
 Reading pauses for more than one reason at a time (the app's queue is full,
 bytes wait for the app to accept, our replies pile up unread), each set and
@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
-# the reasons (bits of ReadPause.reasons)
+# the reasons (ReadFlow bits)
 QUEUE_FULL = 1  # --ws-max-queue messages wait for the app
 PENDING = 2  # bytes that came before the app accepted wait for it
 WRITE_BACKLOG = 4  # the peer does not read what we write (pongs would pile up)
-ALL = QUEUE_FULL | PENDING | WRITE_BACKLOG
 
 
-class ReadPause:
-    """Pauses a transport's reading while any reason holds."""
+class ReadFlow:
+    """Reading paused for one or more reasons, and resumed once none is left."""
 
     __slots__ = ("reasons", "transport")
 
@@ -26,18 +25,19 @@ class ReadPause:
         self.reasons = 0
 
     def pause(self, reason: int) -> None:
-        if not self.reasons:
+        if not self.reasons and not self.transport.is_closing():
             self.transport.pause_reading()
         self.reasons |= reason
 
     def resume(self, reason: int) -> None:
-        """Drop `reason` (several at once with `|`); read again if none is left."""
         reasons = self.reasons
         if reasons & reason:
-            self.reasons = reasons & ~reason
-            if not self.reasons:
+            reasons = self.reasons = reasons & ~reason
+            if not reasons and not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def forget(self) -> None:
-        """The transport is gone: nothing to resume."""
-        self.reasons = 0
+    def resume_all(self) -> None:
+        if self.reasons:
+            self.reasons = 0
+            if not self.transport.is_closing():
+                self.transport.resume_reading()

@@ -32,7 +32,7 @@ from ketch.core import ServerContext
 from ketch.core._types import ASGI3Application, Headers, Message, Scope, WebSocketScope
 from ketch.core.scope import client_text, path_with_query
 from ketch.core.transport import WriteFlow
-from ketch.ws.flow import ALL, PENDING, QUEUE_FULL, WRITE_BACKLOG, ReadPause
+from ketch.ws.flow import PENDING, QUEUE_FULL, WRITE_BACKLOG, ReadFlow
 
 if TYPE_CHECKING:
     from ketch.core.plugins import WebSocketUpgrade
@@ -181,7 +181,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._disconnect: Message | None = None  # once queued, what receive() returns at the end
         self._flow = WriteFlow()
-        self._reading = ReadPause(transport)
+        self._reading = ReadFlow(transport)
         self._backlog = 0  # bytes waiting in the transport when it last paused writing
         self._pending: bytes | None = None  # bytes received before the app accepted
         self._raw_frames = True  # no extension: data frames are framed here
@@ -247,7 +247,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self._due = NOTHING
         self.context.connections.discard(self)
-        self._reading.forget()
         self._flow.connection_lost()
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
 
@@ -301,7 +300,6 @@ class WebSocketProtocol(asyncio.Protocol):
     def abort(self) -> None:
         self._state = CLOSED
         self.deadline = 0.0
-        self._reading.forget()
         self.transport.abort()
 
     # --- ASGI receive ---------------------------------------------------------------------
@@ -657,7 +655,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if transport.is_closing():
             return
         if half_close and transport.can_write_eof():
-            self._reading.resume(ALL)  # read (and drop) until the peer closes
+            self._reading.resume_all()  # read (and drop) until the peer closes
             try:
                 transport.write_eof()
                 return
