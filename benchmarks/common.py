@@ -184,6 +184,17 @@ def wait_ready(server: ServerProcess, port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"server not ready within {timeout:.0f}s: {last}")
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """A response head, with whatever arrived after it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response head")
+        data += chunk
+    return data
+
+
 # --- wrk -----------------------------------------------------------------------------------
 _TO_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from support.implementations import HTTP_IMPLEMENTATIONS
+
+try:
+    from support.implementations import HTTP_IMPLEMENTATIONS
+except ModuleNotFoundError:  # the proxy-alone environment has no ketch-core
+    HTTP_IMPLEMENTATIONS = []
 
 
 @pytest.fixture(params=HTTP_IMPLEMENTATIONS)

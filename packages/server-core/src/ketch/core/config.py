@@ -181,6 +181,14 @@ class Config:
         "auto",
         Option("Select ASGI3, ASGI2, or WSGI as the application interface.", choices=INTERFACES),
     )
+    wsgi_threads: int = _opt(
+        10,
+        Option(
+            "(ketch) Threads that run a WSGI application; at most half of them wait for "
+            "request bodies over 64 KiB, smaller ones are read before a thread is taken.",
+            "int",
+        ),
+    )
     # --- logging -------------------------------------------------------------------
     env_file: str | os.PathLike[str] | None = _opt(
         None, Option("Environment configuration file.", "path")
@@ -402,6 +410,7 @@ class Config:
         _check_range("--backlog", self.backlog, 1, None)
         _check_range("--ws-max-size", self.ws_max_size, 1, None)
         _check_range("--ws-max-queue", self.ws_max_queue, 1, None)
+        _check_range("--wsgi-threads", self.wsgi_threads, 1, None)
         _check_range("--timeout-keep-alive", self.timeout_keep_alive, 0, None)
         _check_range("--timeout-worker-healthcheck", self.timeout_worker_healthcheck, 1, None)
         for flag, seconds in (
