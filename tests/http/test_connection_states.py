@@ -111,6 +111,13 @@ class App:
         self.receiving: set[int] = set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        index = int(scope["path"].split("/")[1])
+        try:
+            await self.serve(scope, receive, send)
+        except OSError:  # send() once the client is gone
+            self.outcome[index] = "disconnect"
+
+    async def serve(self, scope: Any, receive: Any, send: Any) -> None:
         _, index_text, behaviour = scope["path"].split("/")
         index = int(index_text)
         self.outcome[index] = "running"

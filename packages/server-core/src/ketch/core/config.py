@@ -292,6 +292,15 @@ class Config:
             "float",
         ),
     )
+    timeout_write: float = _opt(
+        60.0,
+        Option(
+            "(ketch) Seconds a response may wait for a client that reads none of it (the "
+            "connection's send buffer full) before the connection is closed; the application "
+            "then receives http.disconnect.",
+            "float",
+        ),
+    )
     limit_request_body: int | None = _opt(
         None,
         Option(
@@ -416,6 +425,7 @@ class Config:
         for flag, seconds in (
             ("--timeout-request-header", self.timeout_request_header),
             ("--timeout-request-body", self.timeout_request_body),
+            ("--timeout-write", self.timeout_write),
         ):
             _check_range(flag, seconds, 0, None, exclusive=True)
         _check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)

@@ -71,6 +71,7 @@ from ketch.http.states import (
     SHUTDOWN_GRACE,
     SWITCHING,
     UNSENT_LIMIT,
+    WRITE_DUE,
     Refusal,
 )
 
@@ -175,9 +176,19 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_flow.pause()
+        self._await_reader()
 
     def resume_writing(self) -> None:
         self.write_flow.resume()
+        if self.due is WRITE_DUE:
+            self.due = NO_DEADLINE
+            self.deadline = 0.0
+
+    def _await_reader(self) -> None:
+        """The send buffer is full: the client must read within --timeout-write."""
+        if self.due is NO_DEADLINE and self.writing is OPEN:
+            self.due = WRITE_DUE
+            self.deadline = self.context.now + self.settings.timeout_write
 
     # --- what the server calls (ketch.core.api.Connection) -----------------------------
     def on_deadline(self) -> None:
@@ -186,12 +197,23 @@ class HTTPConnection(asyncio.Protocol):
         self.deadline = 0.0
         if due is HEAD_DUE:
             self._refuse(408, "Request header timeout")
-        elif due is BODY_DUE:
+        elif due is BODY_DUE or due is WRITE_DUE:
+            what = "request body" if due is BODY_DUE else "write"
             self.context.error_logger.info(
-                "Closing connection from %s: request body timeout", _peer(self.info.client)
+                "Closing connection from %s: %s timeout", _peer(self.info.client), what
             )
-            self.close()
+            self._give_up()
         elif due is not NO_DEADLINE:
+            self._give_up()
+        if self.write_flow.paused:  # another deadline fired first
+            self._await_reader()
+
+    def _give_up(self) -> None:
+        """Close at a deadline; abort when the client does not read what is
+        buffered for it (a close would wait for that buffer forever)."""
+        if self.write_flow.paused:
+            self.abort()
+        else:
             self.close()
 
     def shutdown(self) -> None:

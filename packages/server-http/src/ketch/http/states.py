@@ -32,6 +32,7 @@ class Due(enum.Enum):
     KEEP_ALIVE = "keep-alive"
     HEAD = "request head"
     BODY = "request body"
+    WRITE = "write"
     LINGER = "linger"
 
 
@@ -49,6 +50,7 @@ NO_DEADLINE: Final = Due.NOTHING
 KEEP_ALIVE_DUE: Final = Due.KEEP_ALIVE
 HEAD_DUE: Final = Due.HEAD
 BODY_DUE: Final = Due.BODY
+WRITE_DUE: Final = Due.WRITE
 LINGER_DUE: Final = Due.LINGER
 
 # reasons to pause reading (ReadFlow bits)

@@ -29,6 +29,7 @@ from ketch.core.api import (
     CHUNKED,
     LAST_CHUNK,
     ASGI3Application,
+    ClientDisconnected,
     Framing,
     Headers,
     Message,
@@ -105,10 +106,6 @@ _SHORT_HEADERS = {
 }
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
-
-
-class ClientDisconnected(OSError):
-    """`send()` on a WebSocket that is closed (ASGI spec 2.4)."""
 
 
 def frame_header(opcode: int, length: int) -> bytes:
