@@ -20,14 +20,10 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from configparser import RawConfigParser
 from copy import deepcopy
 from dataclasses import KW_ONLY, dataclass, field
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from ketch.core.errors import ConfigError
 from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
-
-LifespanMode = Literal["auto", "on", "off"]
-InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
-ForwardedHeaders = Literal["x-forwarded", "forwarded"]
 
 LIFESPAN_MODES: tuple[str, ...] = ("auto", "on", "off")
 INTERFACES: tuple[str, ...] = ("auto", "asgi3", "asgi2", "wsgi")
@@ -185,6 +181,14 @@ class Config:
         "auto",
         Option("Select ASGI3, ASGI2, or WSGI as the application interface.", choices=INTERFACES),
     )
+    wsgi_threads: int = _opt(
+        10,
+        Option(
+            "(ketch) Threads that run a WSGI application; at most half of them wait for "
+            "request bodies over 64 KiB, smaller ones are read before a thread is taken.",
+            "int",
+        ),
+    )
     # --- logging -------------------------------------------------------------------
     env_file: str | os.PathLike[str] | None = _opt(
         None, Option("Environment configuration file.", "path")
@@ -285,6 +289,15 @@ class Config:
         Option(
             "(ketch) Seconds the application may wait for request body bytes that do not "
             "come before the connection is closed and it receives http.disconnect.",
+            "float",
+        ),
+    )
+    timeout_write: float = _opt(
+        60.0,
+        Option(
+            "(ketch) Seconds a response may wait for a client that reads none of it (the "
+            "connection's send buffer full) before the connection is closed; the application "
+            "then receives http.disconnect.",
             "float",
         ),
     )
@@ -406,11 +419,13 @@ class Config:
         _check_range("--backlog", self.backlog, 1, None)
         _check_range("--ws-max-size", self.ws_max_size, 1, None)
         _check_range("--ws-max-queue", self.ws_max_queue, 1, None)
+        _check_range("--wsgi-threads", self.wsgi_threads, 1, None)
         _check_range("--timeout-keep-alive", self.timeout_keep_alive, 0, None)
         _check_range("--timeout-worker-healthcheck", self.timeout_worker_healthcheck, 1, None)
         for flag, seconds in (
             ("--timeout-request-header", self.timeout_request_header),
             ("--timeout-request-body", self.timeout_request_body),
+            ("--timeout-write", self.timeout_write),
         ):
             _check_range(flag, seconds, 0, None, exclusive=True)
         _check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)

@@ -32,6 +32,7 @@ from ketch.core.api import (
     TRAILERS,
     UNTIL_CLOSE,
     ASGI3Application,
+    ClientDisconnected,
     Framing,
     Headers,
     Message,
@@ -241,7 +242,7 @@ class RequestCycle:
         if conn.write_flow.paused and not self.disconnected:
             await conn.write_flow.drain()
         if self.disconnected:
-            return
+            raise ClientDisconnected("the client is gone")
         kind = message["type"]
         response = self.response
         if response is START:
