@@ -30,7 +30,7 @@ class ASGIVersions(TypedDict):
 
 
 class _ScopeExtensions(TypedDict, total=False):
-    extensions: dict[str, dict[object, object]]
+    extensions: dict[str, dict[str, Any]]
 
 
 class HTTPScope(_ScopeExtensions):

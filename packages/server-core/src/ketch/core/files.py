@@ -15,12 +15,17 @@ import errno
 import io
 import os
 import stat
+from collections.abc import Callable
 
 from ketch.core.transport import WriteFlow
 
 # Read-and-write: bytes read and written at a time (the transport's buffer
 # holds at most about this much beyond its high-water mark).
 BLOCK_SIZE = 256 * 1024
+# The kernel's sendfile writes without the transport's flow control, so it
+# goes in steps of this size, each announced by `on_step(True)`: a connection
+# that cuts off clients who stop reading (--timeout-write) arms its deadline.
+SENDFILE_STEP = 1024 * 1024
 # errors of os.sendfile() that mean the peer is gone (not the file's fault)
 _PEER_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN})
 
@@ -29,14 +34,11 @@ def open_path(path: object) -> tuple[io.FileIO, int]:
     """Open the file of an `http.response.pathsend` message: the file (the
     caller closes it) and its size. RuntimeError if `path` is not an absolute
     path or not a regular file; OSError if it cannot be opened."""
-    try:
-        name = os.fspath(path)  # type: ignore[arg-type]
-    except TypeError:
-        raise RuntimeError(
-            f"http.response.pathsend: the path must be a string, not {path!r}"
-        ) from None
+    name = os.fspath(path) if isinstance(path, os.PathLike) else path
     if isinstance(name, bytes):
         name = os.fsdecode(name)
+    if not isinstance(name, str):
+        raise RuntimeError(f"http.response.pathsend: the path must be a string, not {path!r}")
     if not os.path.isabs(name):
         raise RuntimeError(f"http.response.pathsend needs an absolute path, not {name!r}")
     # O_NONBLOCK: opening a FIFO must not wait for a writer (and block the loop)
@@ -52,10 +54,18 @@ def open_path(path: object) -> tuple[io.FileIO, int]:
 
 
 async def send_file(
-    transport: asyncio.Transport, flow: WriteFlow, file: io.FileIO, offset: int, count: int
+    transport: asyncio.Transport,
+    flow: WriteFlow,
+    file: io.FileIO,
+    offset: int,
+    count: int,
+    on_step: Callable[[bool], None] | None = None,
 ) -> int:
     """Write `count` bytes of `file` from `offset` to `transport`, after what
     was written to it before; `flow` is the connection's write flow control.
+    `on_step(True)` is called before each step of the kernel's sendfile (which
+    the transport's flow control does not see), `on_step(False)` before the
+    bytes go through the transport (and its flow control) instead.
 
     Returns the number of bytes written: fewer than `count` only when the file
     ended early (it shrank while being sent). Raises ConnectionError when the
@@ -65,11 +75,32 @@ async def send_file(
         return 0
     if flow.lost or transport.is_closing():
         raise ConnectionError("the connection is closed")
-    if transport.get_extra_info("sslcontext") is None:
-        sent = await _kernel_sendfile(transport, flow, file, offset, count)
-        if sent is not None:
-            return sent
-    return await _read_and_write(transport, flow, file, offset, count)
+    position = offset
+    end = offset + count
+    loop = asyncio.get_running_loop()
+    # (uvloop has no sendfile: it keeps the abstract loop's, which raises)
+    if not _is_tls(transport) and type(loop).sendfile is not asyncio.AbstractEventLoop.sendfile:
+        while position < end:
+            if on_step is not None:
+                on_step(True)
+            step = min(SENDFILE_STEP, end - position)
+            sent = await _kernel_sendfile(transport, flow, file, position, step)
+            if sent is None:
+                break  # not for this file or transport: read and write the rest
+            position += sent
+            if sent < step:
+                return position - offset  # the file ended early
+        else:
+            return count
+    if on_step is not None:
+        on_step(False)
+    return (
+        position - offset + await _read_and_write(transport, flow, file, position, end - position)
+    )
+
+
+def _is_tls(transport: asyncio.BaseTransport) -> bool:
+    return transport.get_extra_info("sslcontext") is not None
 
 
 async def _kernel_sendfile(
@@ -97,8 +128,10 @@ async def _kernel_sendfile(
     if isinstance(exc, OSError) and exc.errno in _PEER_GONE:
         transport.abort()  # the transport itself has not seen it (reading was paused)
         raise ConnectionError("the client left while a file was sent") from exc
-    if isinstance(exc, RuntimeError) and transport.is_closing():  # "Transport is closing"
-        raise ConnectionError("the connection is closed") from exc
+    if isinstance(exc, RuntimeError):  # "Transport is closing", or sendfile not supported
+        if transport.is_closing():
+            raise ConnectionError("the connection is closed") from exc
+        return None
     raise exc
 
 

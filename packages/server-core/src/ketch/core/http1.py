@@ -200,9 +200,7 @@ def last_chunk(trailers: Iterable[tuple[bytes, bytes]]) -> bytes:
 def accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request said `TE: trailers` (RFC 9110 10.1.4): the client
     takes trailer fields, so a server may send them (lowercase names)."""
-    return any(
-        name == b"te" and b"trailers" in _tokens(value) for name, value in headers
-    )
+    return any(name == b"te" and b"trailers" in _tokens(value) for name, value in headers)
 
 
 def early_hints(links: Iterable[bytes]) -> bytes:

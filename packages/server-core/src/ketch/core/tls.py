@@ -53,7 +53,7 @@ def tls_extension(ssl_object: ssl.SSLObject, server_cert: str | None) -> dict[st
         chain = tuple(ssl.DER_cert_to_PEM_cert(der) for der in ders)
         # (the parsed form exists only for a verified certificate: ketch refuses
         # the handshake when verification fails, so every certificate here is)
-        subject = ssl_object.getpeercert().get("subject")
+        subject = (ssl_object.getpeercert() or {}).get("subject")
         if subject is not None:
             name = rfc4514_name(subject)
     cipher = ssl_object.cipher()

@@ -408,7 +408,22 @@ class HTTPConnection(asyncio.Protocol):
         self.flush()
         if self.writing is not OPEN:
             raise ConnectionError("the connection is closed")
-        return await send_file(self.transport, self.write_flow, file, offset, count)
+        try:
+            return await send_file(
+                self.transport, self.write_flow, file, offset, count, self._sendfile_step
+            )
+        finally:
+            self._sendfile_step(False)
+
+    def _sendfile_step(self, kernel: bool) -> None:
+        """The kernel sends the next step of a file: the client has --timeout-write
+        to take it, as it has to read a full send buffer. Not the kernel: the
+        transport's flow control arms that deadline when it is due."""
+        if self.due is WRITE_DUE and not self.write_flow.paused:
+            self.due = NO_DEADLINE
+            self.deadline = 0.0
+        if kernel:
+            self._await_reader()
 
     def wait_for_body(self) -> None:
         """The app waits for body bytes: read on, and start the body deadline."""
