@@ -23,9 +23,14 @@ from ketch.core.transport import WriteFlow
 # holds at most about this much beyond its high-water mark).
 BLOCK_SIZE = 256 * 1024
 # The kernel's sendfile writes without the transport's flow control, so it
-# goes in steps of this size, each announced by `on_step(True)`: a connection
-# that cuts off clients who stop reading (--timeout-write) arms its deadline.
-SENDFILE_STEP = 1024 * 1024
+# goes in steps, each announced by `on_step(True)`: a connection that cuts off
+# clients who stop reading (--timeout-write) arms its deadline for each. Steps
+# start small (a client must take 256 KiB within the deadline: 4 KB/s for the
+# default 60 s) and double while the client takes each at once, so that a fast
+# transfer costs few steps; a slow step starts them small again.
+FIRST_STEP = 256 * 1024
+LAST_STEP = 8 * 1024 * 1024
+QUICK_STEP_SECONDS = 0.25
 # errors of os.sendfile() that mean the peer is gone (not the file's fault)
 _PEER_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN})
 
@@ -80,16 +85,20 @@ async def send_file(
     loop = asyncio.get_running_loop()
     # (uvloop has no sendfile: it keeps the abstract loop's, which raises)
     if not _is_tls(transport) and type(loop).sendfile is not asyncio.AbstractEventLoop.sendfile:
+        step = FIRST_STEP
         while position < end:
             if on_step is not None:
                 on_step(True)
-            step = min(SENDFILE_STEP, end - position)
-            sent = await _kernel_sendfile(transport, flow, file, position, step)
+            size = min(step, end - position)
+            started = loop.time()
+            sent = await _kernel_sendfile(transport, flow, file, position, size)
             if sent is None:
                 break  # not for this file or transport: read and write the rest
             position += sent
-            if sent < step:
+            if sent < size:
                 return position - offset  # the file ended early
+            quick = loop.time() - started < QUICK_STEP_SECONDS
+            step = min(2 * step, LAST_STEP) if quick else FIRST_STEP
         else:
             return count
     if on_step is not None:

@@ -364,13 +364,14 @@ class RequestCycle:
         """The response body is a file the app names; written after the head
         (a small file in the same write, a larger one by `send_file()`)."""
         conn = self.conn
-        file, size = open_path(message.get("path"))
+        path = message.get("path")
+        file, size = open_path(path)
         try:
             head = self._head(size)
             count = self.remaining if self.framing is LENGTH else 0
             if count > size:
                 raise RuntimeError(
-                    f"http.response.pathsend: {file.name} has {size} bytes, "
+                    f"http.response.pathsend: {path} has {size} bytes, "
                     f"fewer than the response's Content-Length ({count})"
                 )
             self.response = STREAMING
@@ -391,7 +392,7 @@ class RequestCycle:
         if sent < count:
             logger.error(
                 "File %s shrank while it was sent (%d of %d bytes): closing the connection",
-                file.name,
+                path,
                 sent,
                 count,
             )
