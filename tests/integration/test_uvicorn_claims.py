@@ -10,6 +10,7 @@ import inspect
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import warnings
@@ -20,6 +21,7 @@ from typing import Any
 import click
 import httpx
 import pytest
+import trustme
 import uvicorn
 from support import REPO_DIR, free_port, wait_for
 from support.apps import wsgi_app
@@ -194,3 +196,48 @@ def test_uvicorn_gives_no_client_address_on_a_unix_socket(
     with httpx.Client(transport=httpx.HTTPTransport(uds=path), timeout=5) as client:
         answer = client.get("http://localhost/", headers={"X-Forwarded-For": "203.0.113.7"})
     assert answer.json() is None  # ketch gives the proxy's client: test_proxy_headers.py
+
+
+EXTENSIONS_APP = """
+import json
+
+async def app(scope, receive, send):
+    body = json.dumps(scope.get("extensions")).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def test_uvicorn_announces_no_http_extension(start_uvicorn: Start, tmp_path: Path) -> None:
+    """No `extensions` in its HTTP scopes, even over TLS with a client certificate:
+    no tls, and Starlette's FileResponse streams files instead of pathsend.
+    ketch's side: tests/core/test_tls_extension.py, tests/http/test_pathsend.py."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    port = free_port()
+    start_uvicorn(
+        EXTENSIONS_APP,
+        *("--port", str(port), "--lifespan", "off"),
+        *("--ssl-certfile", str(tmp_path / "cert.pem"), "--ssl-keyfile", str(tmp_path / "key.pem")),
+        *(
+            "--ssl-cert-reqs",
+            str(int(ssl.CERT_REQUIRED)),
+            "--ssl-ca-certs",
+            str(tmp_path / "ca.pem"),
+        ),
+    )
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    ca.issue_cert("client@example.com").configure_cert(context)
+
+    def answer() -> Any:
+        try:
+            return httpx.get(f"https://127.0.0.1:{port}/", verify=context, timeout=2)
+        except httpx.TransportError:
+            return None
+
+    response = wait_for(answer, timeout=20, interval=0.1)
+    assert response.json() is None
