@@ -17,37 +17,43 @@ the library.
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import logging
 import os
-import struct
 from collections import deque
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from ketch.core.api import (
-    CHUNKED,
-    LAST_CHUNK,
     ASGI3Application,
     ClientDisconnected,
-    Framing,
     Headers,
     Message,
     ReadFlow,
-    ResponseHead,
     Scope,
     ServerContext,
     WebSocketScope,
     WebSocketSettings,
     WebSocketUpgrade,
     WriteFlow,
-    checked_headers,
-    chunk,
     client_text,
     half_close,
     path_with_query,
-    response_head,
     wake,
+)
+from ketch.ws.responses import DenialResponse, accept_headers, refusal
+from ketch.ws.rfc6455 import (
+    ABNORMAL_CLOSURE,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    NORMAL_CLOSURE,
+    OP_BINARY,
+    OP_TEXT,
+    SERVICE_RESTART,
+    SHORT_HEADERS,
+    check_request,
+    frame_header,
+    short_reason,
+    valid_close_code,
 )
 
 logger = logging.getLogger("ketch.error")
@@ -69,8 +75,24 @@ CONNECTED: Final = State.CONNECTED
 CLOSING: Final = State.CLOSING
 CLOSED: Final = State.CLOSED
 
-# what the connection's deadline means
-NOTHING, PING, PONG, CLOSE_REPLY, LINGER, UNREAD = 0, 1, 2, 3, 4, 5
+
+class Due(enum.Enum):
+    """What the connection's deadline means."""
+
+    NOTHING = "nothing"
+    PING = "send a keepalive ping"
+    PONG = "the ping's answer"
+    CLOSE_REPLY = "the peer's close frame"
+    LINGER = "the end of the TCP connection"
+    UNREAD = "the peer reading what we wrote"
+
+
+NOTHING: Final = Due.NOTHING
+PING: Final = Due.PING
+PONG: Final = Due.PONG
+CLOSE_REPLY: Final = Due.CLOSE_REPLY
+LINGER: Final = Due.LINGER
+UNREAD: Final = Due.UNREAD
 
 # How long the peer has to answer our close frame, and how long a finished
 # connection may take to end its TCP connection, before we cut it.
@@ -87,34 +109,7 @@ PENDING_LIMIT = 64 * 1024
 # concatenated: no copy of the payload.
 WRITE_SEPARATELY = 16 * 1024
 
-# Close codes (RFC 6455 7.4.1)
-NORMAL_CLOSURE = 1000
-GOING_AWAY = 1001
-ABNORMAL_CLOSURE = 1006
-INVALID_DATA = 1007
-MESSAGE_TOO_BIG = 1009
-INTERNAL_ERROR = 1011
-SERVICE_RESTART = 1012
 _SHUTDOWN_REASONS = {GOING_AWAY: "Server shutting down", SERVICE_RESTART: "Server restarting"}
-_HANDSHAKE_OWNED = frozenset({b"connection"})
-
-# Server-to-client frame headers with FIN set and no mask (RFC 6455 5.2)
-OP_TEXT, OP_BINARY = 0x1, 0x2
-_SHORT_HEADERS = {
-    opcode: [bytes((0x80 | opcode, length)) for length in range(126)]
-    for opcode in (OP_TEXT, OP_BINARY)
-}
-_HEADER_16 = struct.Struct("!BBH")
-_HEADER_64 = struct.Struct("!BBQ")
-
-
-def frame_header(opcode: int, length: int) -> bytes:
-    """The header of an unmasked, final data frame of `length` payload bytes."""
-    if length < 126:
-        return _SHORT_HEADERS[opcode][length]
-    if length < 65536:
-        return _HEADER_16.pack(0x80 | opcode, 126, length)
-    return _HEADER_64.pack(0x80 | opcode, 127, length)
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -124,16 +119,15 @@ class WebSocketProtocol(asyncio.Protocol):
         "_app_closed",
         "_backlog",
         "_closing_code",
+        "_denial",
         "_disconnect",
         "_due",
         "_flow",
         "_loop",
         "_pending",
-        "_pending_head",
         "_queue",
         "_raw_frames",
         "_reading",
-        "_response_framing",
         "_state",
         "_waiter",
         "context",
@@ -171,8 +165,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._raw_frames = True  # no extension: data frames are framed here
         self._app_closed = False  # the app sent websocket.close
         self._closing_code = 0  # set when shutdown asks a connecting socket to close
-        self._response_framing: Framing = CHUNKED
-        self._pending_head: tuple[int, Headers] | None = None  # a denial response's
+        self._denial: DenialResponse | None = None
 
     @classmethod
     def upgrade_handler(cls, context: ServerContext) -> WebSocketUpgrade:
@@ -192,7 +185,7 @@ class WebSocketProtocol(asyncio.Protocol):
         context.connections.add(self)
         if buffered:
             self._hold(buffered)
-        problem = _check_request(self.scope)
+        problem = check_request(self.scope)
         if problem is not None:
             self._refuse(*problem)
             return
@@ -247,21 +240,21 @@ class WebSocketProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._flow.resume()
         self._reading.resume(WRITE_BACKLOG)
-        if self._due == UNREAD:
+        if self._due is UNREAD:
             self._keepalive()
 
     # --- what the server calls (ketch.core.context.Connection) ---------------------------
     def on_deadline(self) -> None:
         due = self._due
-        if due == PING:
+        if due is PING:
             self._ping()
-        elif due == PONG:
+        elif due is PONG:
             self._fail_locally(INTERNAL_ERROR, "keepalive ping timeout")
-        elif due == CLOSE_REPLY:
+        elif due is CLOSE_REPLY:
             self._finish(linger=False)  # the peer does not answer: no reason to wait more
-        elif due == LINGER:
+        elif due is LINGER:
             self.abort()
-        elif due == UNREAD:
+        elif due is UNREAD:
             if self.transport.get_write_buffer_size() < self._backlog:
                 self._keepalive()  # it reads, slowly: keepalive pings judge it as usual
             else:
@@ -356,10 +349,10 @@ class WebSocketProtocol(asyncio.Protocol):
                     f"but got {kind!r}."
                 )
             code = message.get("code") or NORMAL_CLOSURE
-            if not _valid_close_code(code):
+            if not valid_close_code(code):
                 raise RuntimeError(f"Invalid WebSocket close code {code!r}")
             self._app_closed = True
-            self._close(code, _short_reason(message.get("reason") or ""))
+            self._close(code, short_reason(message.get("reason") or ""))
         elif state is RESPONDING:
             if kind != "websocket.http.response.body":
                 raise RuntimeError(
@@ -392,7 +385,7 @@ class WebSocketProtocol(asyncio.Protocol):
             opcode = OP_BINARY
         size = len(payload)
         if size < 126:
-            self.transport.write(_SHORT_HEADERS[opcode][size] + payload)
+            self.transport.write(SHORT_HEADERS[opcode][size] + payload)
         elif size < WRITE_SEPARATELY:
             self.transport.write(frame_header(opcode, size) + payload)
         else:
@@ -418,7 +411,7 @@ class WebSocketProtocol(asyncio.Protocol):
         subprotocol: str | None = message.get("subprotocol")
         if subprotocol is not None and subprotocol not in self.scope["subprotocols"]:
             raise RuntimeError(f"The client did not offer the subprotocol {subprotocol!r}")
-        headers = self._response_headers(message.get("headers") or ())
+        headers = accept_headers(message.get("headers") or (), self.context.default_headers)
         self.transport.write(self.accept_response(subprotocol, headers))
         self._state = CONNECTED
         self._log("[accepted]")
@@ -433,32 +426,19 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # --- denial responses (HTTP, before the handshake completes) --------------------------
     def _start_response(self, message: Message) -> None:
-        status = message["status"]
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            raise RuntimeError(f"Invalid HTTP status code {status!r} in response")
+        headers = list(message.get("headers") or ())
+        self._denial = DenialResponse(message["status"], headers, self.context.default_headers)
         self._state = RESPONDING
-        self._log(str(status))
-        # the head waits for the first body message: a small response is one write
-        self._pending_head = (status, list(message.get("headers") or ()))
+        self._log(str(message["status"]))
 
     async def _send_response_body(self, message: Message) -> None:
         if self._flow.paused:
             await self._flow.drain()
-        if self._state is not RESPONDING:
+        denial = self._denial
+        if self._state is not RESPONDING or denial is None:
             raise ClientDisconnected("the client left during the response")
-        body: bytes = message.get("body", b"")
         more_body: bool = message.get("more_body", False)
-        data = b""
-        pending = self._pending_head
-        if pending is not None:
-            self._pending_head = None
-            data, self._response_framing, _, _ = self._http_head(
-                *pending, final_size=None if more_body else len(body)
-            )
-        if self._response_framing is CHUNKED:
-            data += chunk(body) if more_body else chunk(body) + LAST_CHUNK
-        else:
-            data += body
+        data = denial.body(message.get("body", b""), more_body)
         if data:
             self.transport.write(data)
         if not more_body:
@@ -470,24 +450,9 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._state is CLOSED:
             return
         self._log(str(status))
-        headers = [*(headers or ()), (b"content-type", b"text/plain; charset=utf-8")]
-        self.transport.write(self._http_head(status, headers, len(body))[0] + body)
+        self.transport.write(refusal(status, body, headers or [], self.context.default_headers))
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
         self._finish()
-
-    def _http_head(self, status: int, headers: Headers, final_size: int | None) -> ResponseHead:
-        """The head of a response that ends the connection (ketch.core.api.response_head)."""
-        defaults = self.context.default_headers
-        return response_head(status, headers, defaults, False, False, False, final_size)
-
-    def _response_headers(self, headers: Any) -> Headers:
-        """For the 101: the app's headers (checked, lowercased, without Connection,
-        which the handshake sets), then ketch's defaults it did not override."""
-        checked = checked_headers(headers, drop=_HANDSHAKE_OWNED)
-        names = {name for name, _ in checked}
-        defaults = self.context.default_headers
-        checked.extend(pair for pair in defaults.pairs if pair[0] not in names)
-        return checked
 
     # --- running the app -----------------------------------------------------------------
     async def _run_app(self, app: ASGI3Application) -> None:
@@ -563,7 +528,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._finish(linger=False)
 
     def on_pong(self) -> None:
-        if self._due == PONG:
+        if self._due is PONG:
             self._keepalive()
 
     def _keepalive(self) -> None:
@@ -657,36 +622,3 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def ping_frame(self, payload: bytes) -> bytes:
         raise NotImplementedError
-
-
-def _check_request(scope: WebSocketScope) -> tuple[int, bytes, Headers] | None:
-    """What both libraries must refuse alike (RFC 6455 4.2.1): the HTTP
-    version, the key and the protocol version. The adapters check the rest."""
-    if scope["http_version"] != "1.1":
-        return 505, b"WebSocket needs HTTP/1.1", []
-    keys = [value for name, value in scope["headers"] if name == b"sec-websocket-key"]
-    try:
-        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
-    except ValueError:
-        valid_key = False
-    if not valid_key:
-        return 400, b"Invalid Sec-WebSocket-Key header", []
-    versions = [value for name, value in scope["headers"] if name == b"sec-websocket-version"]
-    if versions != [b"13"]:
-        return 426, b"Unsupported WebSocket version", [(b"sec-websocket-version", b"13")]
-    return None
-
-
-def _valid_close_code(code: object) -> bool:
-    """Codes an endpoint may send (RFC 6455 7.4)."""
-    return isinstance(code, int) and (
-        code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
-    )
-
-
-def _short_reason(reason: str) -> str:
-    """A close reason that fits a control frame (125 bytes, 2 for the code)."""
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= 123:
-        return reason
-    return encoded[:123].decode("utf-8", "ignore")
