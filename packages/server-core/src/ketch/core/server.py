@@ -148,10 +148,13 @@ class Server:
         logger.info("Started server process [%d]", os.getpid())
         if config.lifespan != "off":
             self._lifespan = Lifespan(app, config.lifespan, context.lifespan_state)
-            if not await self._lifespan.startup() or self.should_exit:
+            if not await self._lifespan.startup():
                 if self._lifespan.failed:
                     logger.error("Application startup failed. Exiting.")
                     self.exit_code = STARTUP_FAILURE
+                return
+            if self.should_exit:  # stopped while it started: it is shut down as usual
+                await self._lifespan.shutdown()
                 return
 
         try:

@@ -17,7 +17,11 @@ class Workers:
     def run(self, config: Config) -> int:
         from ketch.supervisor.workers import Supervisor
 
-        return Supervisor(config).run()
+        supervisor = Supervisor(config)
+        try:
+            return supervisor.run()
+        finally:
+            supervisor.close()
 
 
 class Reload:
