@@ -242,6 +242,51 @@ def test_health_checks_go_on_during_a_rolling_restart(tmp_path: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
 
 
+def test_a_leaking_worker_is_replaced_under_load_without_failures() -> None:
+    # a worker starts at about 30 MiB and leaks 64 KiB per request
+    ketch, port = _start("--limit-worker-memory", "48", app="support.apps:leaky")
+    with ketch, Hammer(f"http://127.0.0.1:{port}/", threads=2) as hammer:
+        parent = ketch.proc.pid
+        first = worker_pids(parent)
+        wait_for(lambda: not (worker_pids(parent) & first), timeout=60)
+        second = worker_pids(parent) - first
+        wait_for(lambda: not (worker_pids(parent) & second), timeout=60)
+        hammer.wait_for_requests(50)
+    assert hammer.failures == []
+    output = ketch.output
+    replaced = re.findall(r"Worker \[(\d+)\] uses \d+ MiB \(--limit-worker-memory 48\)", output)
+    assert {int(pid) for pid in replaced} >= first | second
+    assert re.search(r"serves in place of worker \[\d+\] \(memory\), which drains", output)
+
+
+def test_workers_are_replaced_at_the_end_of_their_lifetime_without_failures() -> None:
+    args = ("--limit-worker-lifetime", "2", "--limit-worker-lifetime-jitter", "1")
+    ketch, port = _start(*args)
+    with ketch, Hammer(f"http://127.0.0.1:{port}/", threads=2) as hammer:
+        parent = ketch.proc.pid
+        first = worker_pids(parent)
+        wait_for(lambda: not (worker_pids(parent) & first), timeout=30)
+        hammer.wait_for_requests(50)
+    assert hammer.failures == []
+    output = ketch.output
+    aged = re.findall(r"Worker \[(\d+)\] has run for \d+s \(--limit-worker-lifetime 2s\)", output)
+    assert {int(pid) for pid in aged} >= first
+    assert "(lifetime), which drains" in output
+
+
+def test_one_worker_is_recycled_without_workers_option() -> None:
+    """The limits need a parent to start the successor: ketch runs one for them."""
+    port = free_port()
+    args = ["support.apps:scope_json", "--port", str(port), "--limit-worker-lifetime", "1"]
+    with KetchProcess(args) as ketch:
+        ketch.wait_for_output(r"(?s)Started parent process.*ketch running on", timeout=20)
+        first = ketch.wait_for_output(r"Started worker process \[(\d+)\]")[1]
+        with Hammer(f"http://127.0.0.1:{port}/", threads=2) as hammer:
+            ketch.wait_for_output(rf"serves in place of worker \[{first}\] \(lifetime\)", 20)
+            hammer.wait_for_requests(50)
+    assert hammer.failures == []
+
+
 @pytest.mark.parametrize("workers_env", ["3"])
 def test_web_concurrency(workers_env: str) -> None:
     port = free_port()

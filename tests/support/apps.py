@@ -268,3 +268,14 @@ async def slow_start(scope: Scope, receive: Any, send: Any) -> None:
             print(f"slow startup ({seconds}s)", flush=True)  # tests wait for this line
             await asyncio.sleep(seconds)
     await scope_json(scope, receive, send)
+
+
+LEAKED: list[bytes] = []
+
+
+async def leaky(scope: Scope, receive: Any, send: Any) -> None:
+    """`scope_json` that keeps 64 KiB more of memory (written, so resident) per
+    request: a leak for --limit-worker-memory to bound."""
+    if scope["type"] == "http":
+        LEAKED.append(b"x" * (64 * 1024))
+    await scope_json(scope, receive, send)

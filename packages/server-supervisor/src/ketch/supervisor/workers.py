@@ -16,8 +16,12 @@ pool to its size. A rolling restart is state that those turns advance (the
 workers still to replace, in order), so a SIGTERM is acted on at the next turn
 and health checks go on during a restart.
 
-A worker that reaches --limit-max-requests is replaced the same way as on
-SIGHUP: it serves on until its replacement serves, then drains.
+A worker is replaced the same way as on SIGHUP (it serves on until its
+successor serves, then drains) when it reaches --limit-max-requests, when its
+resident memory passes --limit-worker-memory (read from /proc on the health
+check beat) and when it has run for --limit-worker-lifetime seconds (plus a
+random --limit-worker-lifetime-jitter). Each replacement is logged with its
+reason and counted in `Supervisor.restarts`.
 
 Every second the parent pings each worker over a pipe that the worker answers
 from its event loop. A worker that does not answer within
@@ -33,6 +37,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import random
 import select
 import signal
 import time
@@ -61,9 +66,24 @@ MAX_BACKOFF = 30.0
 CRASHED = "crashed"  # exited without being asked to
 UNRESPONSIVE = "unresponsive"  # missed its health check, killed
 MAX_REQUESTS = "max-requests"  # --limit-max-requests
+MEMORY = "memory"  # --limit-worker-memory
+LIFETIME = "lifetime"  # --limit-worker-lifetime
 SIGHUP = "SIGHUP"  # a rolling restart asked for with SIGHUP
 RELOAD = "reload"  # a rolling restart for changed files (--reload)
-RESTART_REASONS = (CRASHED, UNRESPONSIVE, MAX_REQUESTS, SIGHUP, RELOAD)
+RESTART_REASONS = (CRASHED, UNRESPONSIVE, MAX_REQUESTS, MEMORY, LIFETIME, SIGHUP, RELOAD)
+
+MIB = 1024 * 1024
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_memory(pid: int) -> int | None:
+    """Bytes of a process in RAM (its resident set size) from /proc on Linux;
+    None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Wakeup:
@@ -122,6 +142,8 @@ class Worker:
         self.due: str | None = None
         self.successor: Worker | None = None  # its replacement, while that starts
         self.predecessor: Worker | None = None  # the worker this one is to replace
+        self.expires: float | None = None  # when --limit-worker-lifetime is up
+        self.memory_checked = now
         self.ping_sent: float | None = None
         self.last_answer = now
         self.kill_at: float | None = None  # unresponsive: killed then, after its stacks
@@ -224,6 +246,11 @@ class Supervisor:
                     describe(listener.sock, self.config.is_ssl),
                 )
             logger.info("Started parent process [%d]", os.getpid())
+            if self.config.limit_worker_memory and resident_memory(os.getpid()) is None:
+                logger.warning(
+                    "--limit-worker-memory reads /proc/<pid>/statm, which this system does "
+                    "not have: the memory limit is not enforced"
+                )
             try:
                 self._loop()
             finally:
@@ -308,7 +335,7 @@ class Supervisor:
                 )
                 continue
             worker.ping(now)
-            self._check_limits(worker)
+            self._check_limits(worker, now)
         self._advance_replacements(now)
         self._resize(now)
         return True
@@ -395,13 +422,33 @@ class Supervisor:
         self.restarts[reason] += 1
 
     # --- replacements -------------------------------------------------------------------
-    def _check_limits(self, worker: Worker) -> None:
+    def _check_limits(self, worker: Worker, now: float) -> None:
         """Mark a serving worker for replacement once it reaches a limit."""
         if worker.due is not None or not worker.ready:
             return
+        config = self.config
         if worker.at_limit:
             worker.due = MAX_REQUESTS
             logger.info("Worker [%d] reached its request limit; replacing it", worker.pid)
+        elif worker.expires is not None and now >= worker.expires:
+            worker.due = LIFETIME
+            logger.info(
+                "Worker [%d] has run for %.0fs (--limit-worker-lifetime %gs); replacing it",
+                worker.pid,
+                now - worker.started_at,
+                config.limit_worker_lifetime,
+            )
+        elif config.limit_worker_memory and now - worker.memory_checked >= PING_INTERVAL:
+            worker.memory_checked = now  # on the health check beat
+            resident = resident_memory(worker.pid)
+            if resident is not None and resident > config.limit_worker_memory * MIB:
+                worker.due = MEMORY
+                logger.warning(
+                    "Worker [%d] uses %d MiB (--limit-worker-memory %d); replacing it",
+                    worker.pid,
+                    resident // MIB,
+                    config.limit_worker_memory,
+                )
 
     def _advance_replacements(self, now: float) -> None:
         """Take the next step of every replacement under way: the workers due for
@@ -427,6 +474,12 @@ class Supervisor:
             if successor is not None:
                 worker.successor, successor.predecessor = successor, worker
         elif successor.ready:
+            logger.info(
+                "Worker [%d] serves in place of worker [%d] (%s), which drains",
+                successor.pid,
+                worker.pid,
+                reason,
+            )
             self._retire(worker, restart=True)
             self._count_restart(reason)
 
@@ -471,6 +524,10 @@ class Supervisor:
                 self.next_spawn - now,
             )
             return None
+        lifetime = self.config.limit_worker_lifetime
+        if lifetime is not None:
+            jitter = random.uniform(0, self.config.limit_worker_lifetime_jitter)
+            worker.expires = worker.started_at + lifetime + jitter
         self.workers.append(worker)
         logger.info("Started worker process [%d]", worker.pid)
         return worker
