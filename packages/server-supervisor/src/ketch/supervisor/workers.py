@@ -23,6 +23,11 @@ check beat) and when it has run for --limit-worker-lifetime seconds (plus a
 random --limit-worker-lifetime-jitter). Each replacement is logged with its
 reason and counted in `Supervisor.restarts`.
 
+Under systemd (`Type=notify`) the parent says READY=1 once every worker
+serves, RELOADING=1 at a rolling restart and READY=1 again when the new pool
+serves, STOPPING=1 at shutdown, a STATUS= line ("4 workers, 1,234 requests"),
+and WATCHDOG=1 only while the workers pass their health checks.
+
 Every second the parent pings each worker over a pipe that the worker answers
 from its event loop. A worker that does not answer within
 `--timeout-worker-healthcheck` has its Python stacks dumped to the log and is
@@ -49,6 +54,7 @@ from types import FrameType
 from ketch.core import Config
 from ketch.core.errors import STARTUP_FAILURE
 from ketch.core.sockets import Listener, bind, describe
+from ketch.core.systemd import Notifier
 from ketch.supervisor.child import AT_LIMIT, DUMP_STACKS, PING, READY, worker_main
 
 logger = logging.getLogger("ketch.error")
@@ -137,6 +143,7 @@ class Worker:
         now = time.monotonic()
         self.started_at = now
         self.ready = False
+        self.requests = 0  # served so far, as it last said
         self.at_limit = False  # reached --limit-max-requests
         # why it is to be replaced (a RESTART_REASONS key), once it must be
         self.due: str | None = None
@@ -163,10 +170,13 @@ class Worker:
                 answer = self.health.recv_bytes()
                 self.ping_sent = None
                 self.last_answer = now
-                if answer == READY:
+                kind, requests = answer[:1], answer[1:]
+                if kind == READY:
                     self.ready = True
-                elif answer == AT_LIMIT:
+                elif kind == AT_LIMIT:
                     self.at_limit = True
+                if requests.isdigit():
+                    self.requests = int(requests)
         except (EOFError, OSError):
             pass  # it is exiting: its exit is handled as such
 
@@ -219,6 +229,13 @@ class Supervisor:
         self.rolling_reason = SIGHUP
         # how many workers were replaced, by reason (one place, for metrics)
         self.restarts: dict[str, int] = dict.fromkeys(RESTART_REASONS, 0)
+        self.requests_done = 0  # served by workers that have exited
+        # systemd: set from the environment by run()
+        self.notify = Notifier()
+        self.announced_ready = False  # READY=1 sent for the pool as it is
+        self.status_sent = ""
+        self.next_status = 0.0
+        self.next_watchdog = 0.0
         self.listeners: list[Listener] = []
         self.signals: deque[int] = deque()
         self.wakeup = Wakeup()
@@ -236,6 +253,8 @@ class Supervisor:
     def run(self) -> int:
         # first of all: from here on every signal only queues work for the loop
         previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED}
+        # before any worker starts: they must not inherit systemd's variables
+        self.notify = Notifier.from_environment()
         try:
             self.listeners = bind(self.config)
             self.sockets = [listener.sock for listener in self.listeners]
@@ -260,6 +279,7 @@ class Supervisor:
                 signal.signal(sig, handler)
             for listener in self.listeners:
                 listener.close()
+            self.notify.close()
         logger.info("Stopping parent process [%d]", os.getpid())
         return self.exit_code
 
@@ -338,6 +358,8 @@ class Supervisor:
             self._check_limits(worker, now)
         self._advance_replacements(now)
         self._resize(now)
+        if self.notify.enabled:
+            self._notify_systemd(now)
         return True
 
     # --- workers that stop ----------------------------------------------------------------
@@ -345,14 +367,14 @@ class Supervisor:
         worker.receive(now)
         if not worker.alive():
             self.retiring.remove(worker)
-            worker.close()
+            self._forget(worker)
         elif worker.kill_at is not None and now >= worker.kill_at:
             worker.process.kill()
 
     def _exited(self, worker: Worker, now: float) -> bool:
         """A worker of the pool exited unasked; False when the server must stop."""
         self.workers.remove(worker)
-        worker.close()
+        self._forget(worker)
         code = worker.process.exitcode
         old = worker.predecessor
         worker.detach()  # a successor it had takes its place
@@ -412,6 +434,11 @@ class Supervisor:
         if drain:
             worker.drain(restart)
         self.retiring.append(worker)
+
+    def _forget(self, worker: Worker) -> None:
+        """A worker has exited (and said its last words): its requests go to the total."""
+        self.requests_done += worker.requests
+        worker.close()
 
     def _back_off(self, now: float) -> None:
         """Workers keep dying: wait longer before each new one (0.5 s, 1 s, ... 30 s)."""
@@ -541,6 +568,7 @@ class Supervisor:
     def reload(self) -> None:
         """New code: restart the pool, or start it if the last start failed."""
         if self.paused or not self.workers:
+            self._reloading()
             self.paused = False
             self.next_spawn = 0.0
             self.crashes = 0
@@ -551,12 +579,48 @@ class Supervisor:
         """Replace every worker, one at a time, each replacement serving before the
         old one drains. If a replacement does not start, the old workers stay.
         A restart asked for during another one starts over with every worker."""
+        self._reloading()
         self.config = self.config_for_restart()
         self.rolling = list(self.workers)
         self.rolling_reason = reason
         # a restart is a fresh start: no back-off left from earlier crashes
         self.crashes = 0
         self.next_spawn = 0.0
+
+    def _reloading(self) -> None:
+        """systemd waits for READY=1 again, once the new pool serves."""
+        self.notify.reloading()
+        self.announced_ready = False
+
+    # --- systemd --------------------------------------------------------------------------
+    def status(self) -> str:
+        """The pool in a line a person reads (`systemctl status`)."""
+        serving = sum(worker.ready for worker in self.workers)
+        requests = self.requests_done + sum(w.requests for w in self.workers + self.retiring)
+        text = f"{serving} worker{'' if serving == 1 else 's'}, {requests:,} requests"
+        return f"restarting ({self.rolling_reason}): {text}" if self.rolling else text
+
+    def healthy(self, now: float) -> bool:
+        """Some workers serve and every one of them answered its last health check
+        in time: what the systemd watchdog stands for."""
+        serving = [worker for worker in self.workers if worker.ready]
+        return bool(serving) and not any(w.overdue(now, PING_INTERVAL) for w in serving)
+
+    def _notify_systemd(self, now: float) -> None:
+        notify, status = self.notify, self.status()
+        serving = sum(worker.ready for worker in self.workers)
+        if not self.announced_ready and serving >= self.target and not self.rolling:
+            self.announced_ready = True
+            self.status_sent = status
+            notify.ready(status)
+        elif now >= self.next_status and status != self.status_sent:
+            self.next_status = now + PING_INTERVAL  # the counts change that often at most
+            self.status_sent = status
+            notify.status(status)
+        interval = notify.watchdog_interval
+        if interval is not None and now >= self.next_watchdog and self.healthy(now):
+            self.next_watchdog = now + interval
+            notify.watchdog()
 
     # --- stopping -----------------------------------------------------------------------
     def _stop_all(self) -> None:
@@ -572,6 +636,7 @@ class Supervisor:
         everyone = self.workers + self.retiring
         self.workers, self.retiring, self.rolling = [], [], []
         logger.info("Stopping %d worker(s)", len(everyone))
+        self.notify.stopping(f"stopping {len(everyone)} worker(s)")
         now = time.monotonic()
         timeout = self.config.timeout_graceful_shutdown
         drained_by = None if timeout is None else now + timeout + STOP_MARGIN
@@ -597,7 +662,8 @@ class Supervisor:
                 if not worker.alive():
                     logger.info("Worker [%d] stopped", worker.pid)
                     everyone.remove(worker)
-                    worker.close()
+                    worker.receive(now)
+                    self._forget(worker)
                     continue
                 deadline = deadlines[worker]
                 if deadline is not None and now > deadline:
