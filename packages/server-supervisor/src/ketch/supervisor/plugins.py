@@ -17,11 +17,7 @@ class Workers:
     def run(self, config: Config) -> int:
         from ketch.supervisor.workers import Supervisor
 
-        supervisor = Supervisor(config)
-        try:
-            return supervisor.run()
-        finally:
-            supervisor.close()
+        return Supervisor(config).run()
 
 
 class Reload:

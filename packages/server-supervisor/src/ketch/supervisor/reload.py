@@ -187,7 +187,6 @@ class ReloadSupervisor:
             return self.supervisor.run()
         finally:
             watcher.stop()
-            self.supervisor.close()
 
     def _reload_if_changed(self) -> None:
         changes = self.watcher.take()

@@ -46,6 +46,7 @@ import random
 import select
 import signal
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.process import BaseProcess
@@ -103,6 +104,9 @@ class Wakeup:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        # closed once nothing can call set() any more (a file watcher's thread may
+        # hold it after the supervisor is done)
+        weakref.finalize(self, _close, self._read, self._write)
 
     def set(self) -> None:
         try:
@@ -119,9 +123,11 @@ class Wakeup:
         except BlockingIOError:
             pass
 
-    def close(self) -> None:
-        os.close(self._read)
-        os.close(self._write)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 class Worker:
@@ -282,10 +288,6 @@ class Supervisor:
             self.notify.close()
         logger.info("Stopping parent process [%d]", os.getpid())
         return self.exit_code
-
-    def close(self) -> None:
-        """Once run() has returned and nothing else (a file watcher) wakes it."""
-        self.wakeup.close()
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         self.signals.append(sig)
