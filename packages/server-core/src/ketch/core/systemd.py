@@ -83,7 +83,7 @@ class Notifier:
         self.send("READY=1", *([f"STATUS={status}"] if status else []))
 
     def reloading(self) -> None:
-        """systemd (and `systemctl reload`) waits for READY=1 again."""
+        """The unit is `reloading` until READY=1 comes again."""
         now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.send("RELOADING=1", f"MONOTONIC_USEC={now_usec}")
 

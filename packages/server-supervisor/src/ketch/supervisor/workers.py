@@ -124,7 +124,6 @@ class Wakeup:
             pass
 
 
-
 def _close(*fds: int) -> None:
     for fd in fds:
         os.close(fd)
@@ -590,7 +589,7 @@ class Supervisor:
         self.next_spawn = 0.0
 
     def _reloading(self) -> None:
-        """systemd waits for READY=1 again, once the new pool serves."""
+        """systemd shows the unit reloading until READY=1, sent once the new pool serves."""
         self.notify.reloading()
         self.announced_ready = False
 
@@ -644,6 +643,7 @@ class Supervisor:
         drained_by = None if timeout is None else now + timeout + STOP_MARGIN
         deadlines: dict[Worker, float | None] = {}
         for worker in everyone:
+            worker.receive(now)  # a READY not read yet: it serves, so it drains in full
             if worker.kill_at is not None:
                 worker.process.kill()  # unresponsive: it was being killed anyway
             else:
