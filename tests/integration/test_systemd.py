@@ -176,7 +176,7 @@ def test_workers_with_two_activated_sockets_tell_systemd_each_step(tmp_path: Pat
                 now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
                 assert 0 <= now - sent_at < 10_000_000
                 notify.wait(lambda m: m.get("READY") == "1", after=reloading, timeout=30)
-                assert "Every worker restarted (SIGHUP)" in ketch.output
+                ketch.wait_for_output(r"Every worker restarted \(SIGHUP\)")  # the log may lag
                 hammer.wait_for_requests(20)
             assert hammer.failures == []
 
@@ -211,8 +211,10 @@ def test_one_process_tells_systemd_from_its_event_loop(tmp_path: Path) -> None:
                 blocked = time.monotonic()
                 assert b"blocked" in sock.recv(4096)
                 unblocked = time.monotonic()
-            # the loop sends it every second: none while it was blocked
-            assert [t for t in notify.times("WATCHDOG") if blocked + 1.5 < t < unblocked] == []
+            # the loop sends it every second: none while it was blocked (the one
+            # overdue goes out as the loop resumes, with the response)
+            starved = [t for t in notify.times("WATCHDOG") if blocked + 1.5 < t < unblocked - 0.5]
+            assert starved == []
             notify.wait(lambda m: "WATCHDOG" in m, after=notify.count())
             ketch.signal(signal.SIGTERM)
             assert ketch.wait(15) == 0
