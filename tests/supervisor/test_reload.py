@@ -155,7 +155,7 @@ def test_polling_watcher_sees_changes(tmp_path: Path) -> None:
     (tmp_path / "mod.py").write_text("a = 1\n")
     watcher = Watcher([tmp_path], FileFilter([], []), delay=0.05)
     changed = threading.Event()
-    watcher.on_change.append(changed)
+    watcher.on_change.append(changed.set)
     watcher.start()
     try:
         assert watcher.ready.wait(10)
