@@ -19,7 +19,7 @@ import httpx
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
-from support import KetchProcess, RawConnection, free_port, wait_for, worker_pids
+from support import KetchProcess, RawConnection, free_port, wait_for, wait_workers, worker_pids
 
 EXAMPLES = int(os.environ.get("KETCH_SIGNAL_EXAMPLES", "3"))  # more to hunt for a bug
 MAX_WORKERS = 4  # keeps each example cheap
@@ -89,7 +89,7 @@ def _play(
         time.sleep(pause)
         assert ketch.proc.poll() is None, "the parent died"
 
-    wait_for(lambda: len(worker_pids(parent)) == target, timeout=30)
+    wait_workers(parent, target, timeout=30)
     wait_for(lambda: _serves(f"http://127.0.0.1:{port}/?seconds=0"), timeout=30)
     assert ketch.proc.poll() is None, "the parent died"
 

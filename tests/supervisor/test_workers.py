@@ -10,7 +10,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import Hammer, KetchProcess, RawConnection, free_port, wait_for, worker_pids
+from support import (
+    Hammer,
+    KetchProcess,
+    RawConnection,
+    free_port,
+    wait_for,
+    wait_workers,
+    worker_pids,
+)
 
 
 def _start(
@@ -18,7 +26,7 @@ def _start(
 ) -> tuple[KetchProcess, int]:
     port = free_port()
     ketch = KetchProcess([app, "--port", str(port), "--workers", str(workers), *args], env=env)
-    wait_for(lambda: len(worker_pids(ketch.proc.pid)) == workers, timeout=20)
+    wait_workers(ketch.proc.pid, workers)
     # the parent's line, then one per worker once it serves
     ketch.wait_for_output(r"(?s)" + r"ketch running on.*" * (workers + 1), timeout=20)
     return ketch, port
@@ -73,7 +81,7 @@ def test_blocked_event_loop_is_dumped_and_replaced() -> None:
         "1",
     ]
     with KetchProcess(args) as ketch:
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
         ketch.wait_for_output(r"(?s)(ketch running on.*){3}", timeout=20)
         with RawConnection(port, timeout=30) as conn:
             conn.send(b"GET /?seconds=60 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -86,7 +94,7 @@ def test_blocked_event_loop_is_dumped_and_replaced() -> None:
             ketch.wait_for_output(r"in run|time\.sleep", timeout=10)  # its stack, dumped
             assert conn.is_closed(timeout=10)
         wait_for(lambda: stuck not in worker_pids(ketch.proc.pid), timeout=20)
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
         assert 'File "' in ketch.output  # faulthandler's frames
         assert "apps.py" in ketch.output
 
@@ -99,7 +107,7 @@ def test_frozen_worker_is_killed_and_replaced() -> None:
         os.kill(frozen, signal.SIGSTOP)
         ketch.wait_for_output(rf"Worker \[{frozen}\] did not answer its health check", timeout=20)
         wait_for(lambda: frozen not in worker_pids(ketch.proc.pid), timeout=20)
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
 
 
 def test_ttin_adds_and_ttou_removes_workers() -> None:
@@ -107,11 +115,11 @@ def test_ttin_adds_and_ttou_removes_workers() -> None:
     with ketch:
         parent = ketch.proc.pid
         ketch.signal(signal.SIGTTIN)
-        wait_for(lambda: len(worker_pids(parent)) == 3, timeout=20)
+        wait_workers(parent, 3)
         ketch.signal(signal.SIGTTOU)
-        wait_for(lambda: len(worker_pids(parent)) == 2, timeout=20)
+        wait_workers(parent, 2)
         ketch.signal(signal.SIGTTOU)
-        wait_for(lambda: len(worker_pids(parent)) == 1, timeout=20)
+        wait_workers(parent, 1)
         ketch.signal(signal.SIGTTOU)  # never below one
         ketch.wait_for_output("keeping the last worker")
         assert len(worker_pids(parent)) == 1
@@ -128,7 +136,7 @@ def test_five_sighups_under_load_fail_no_request() -> None:
             ketch.signal(signal.SIGHUP)
             # every old worker is replaced, one at a time
             wait_for(lambda b=before: not (worker_pids(parent) & b), timeout=60)
-            wait_for(lambda: len(worker_pids(parent)) == 2, timeout=30)
+            wait_workers(parent, 2, timeout=30)
             hammer.wait_for_requests(50)
     assert hammer.failures == []
     assert hammer.ok > 500
@@ -146,7 +154,7 @@ def test_sigterm_drains_and_exits_0() -> None:
         "5",
     ]
     with KetchProcess(args) as ketch:
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
         ketch.wait_for_output(r"(?s)startup complete.*startup complete", timeout=20)
         with RawConnection(port, timeout=20) as conn:
             conn.send(b"GET /?seconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -196,7 +204,7 @@ def test_sigttou_while_every_worker_waits_out_its_crash_back_off() -> None:
         ketch.wait_for_output("waiting 1.0s")
         ketch.signal(signal.SIGTTOU)
         ketch.wait_for_output("Received SIGTTOU: 1 workers")
-        wait_for(lambda: len(worker_pids(parent)) == 1, timeout=20)
+        wait_workers(parent, 1)
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/").status_code == 200, timeout=20)
         assert ketch.proc.poll() is None
     assert "Traceback" not in ketch.output
@@ -293,4 +301,4 @@ def test_web_concurrency(workers_env: str) -> None:
     with KetchProcess(
         ["support.apps:hello", "--port", str(port)], env={"WEB_CONCURRENCY": workers_env}
     ) as ketch:
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 3, timeout=20)
+        wait_workers(ketch.proc.pid, 3)
