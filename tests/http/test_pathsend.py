@@ -106,7 +106,7 @@ def test_the_apps_content_length(
 @pytest.mark.parametrize(
     ("path", "heard"),
     [
-        ("relative/file", "RuntimeError(\"http.response.pathsend needs an absolute path, not "),
+        ("relative/file", 'RuntimeError("http.response.pathsend needs an absolute path, not '),
         ("/no/such/file", "FileNotFoundError(2, 'No such file or directory')"),
         ("/tmp", "RuntimeError('http.response.pathsend: /tmp is not a regular file')"),
     ],

@@ -1,13 +1,15 @@
 """One HTTP/1.1 request and its ASGI `receive`/`send`.
 
-The cycle talks to its connection through a few methods (`write`,
-`write_soon`, `flush`, `wait_for_body`, `body_waited`, `body_taken`,
-`response_complete`, `close`, `send_file`); the connection decides whether
-a write may still happen. The response's progress is `Response`: START
-(waiting for `http.response.start`), STARTED (start received; the head goes
-out with the first body bytes, so a small response is one write), STREAMING
-(head written, more to come), TRAILERS (the body is written; the app said it
-sends trailers, and they are due), COMPLETE.
+The cycle writes through its connection's `Output` (`write`, `write_soon`,
+`write_pair`, `flush`: the write gate, closed once the connection stops
+writing; a file of `http.response.pathsend` goes by the connection's
+`send_file`) and tells the connection what happens through a few methods
+(`wait_for_body`, `body_waited`, `body_taken`, `response_complete`, `close`).
+The response's progress is `Response`: START (waiting for
+`http.response.start`), STARTED (start received; the head goes out with the
+first body bytes, so a small response is one write), STREAMING (head written,
+more to come), TRAILERS (the body is written; the app said it sends
+trailers, and they are due), COMPLETE.
 
 The ASGI extensions (docs/asgi-extensions.md) cost the common response
 nothing: their messages are looked at only where any other message would be
@@ -190,7 +192,7 @@ class RequestCycle:
         self.response = COMPLETE
         self.wake()
         self._log(status)
-        conn.write(error_response(status, conn.context.default_headers, text))
+        conn.output.write(error_response(status, conn.context.default_headers, text))
         conn.response_complete(self)
 
     def _log(self, status: int) -> None:
@@ -204,7 +206,7 @@ class RequestCycle:
         if self.expect_continue:
             self.expect_continue = False
             if self.response is START and not self.disconnected:
-                self.conn.write(CONTINUE)
+                self.conn.output.write(CONTINUE)
         if self._over():
             return {"type": "http.disconnect"}
         if self.delivered:
@@ -276,18 +278,19 @@ class RequestCycle:
             return
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
+        output = conn.output
         if response is STARTED:
             head = self._head(None if more_body or self.trailers else len(body))
             self.response = STREAMING
             data = self._frame(body, more_body)
             if more_body:
-                conn.write_soon(head)
+                output.write_soon(head)
                 if data:
-                    conn.write_soon(data)
+                    output.write_soon(data)
             elif len(data) <= SMALL_BODY:
-                conn.write(head + data)  # one write: one syscall, one packet
+                output.write(head + data)  # one write: one syscall, one packet
             else:
-                conn.write_pair(head, data)  # one syscall (writev), no copy
+                output.write_pair(head, data)  # one syscall (writev), no copy
         else:
             if response is TRAILERS_DUE:
                 raise RuntimeError(
@@ -296,9 +299,9 @@ class RequestCycle:
             data = self._frame(body, more_body)
             if more_body:
                 if data:
-                    conn.write_soon(data)
+                    output.write_soon(data)
             else:
-                conn.flush(data)
+                output.flush(data)
         if not more_body:
             if self.trailers is not None:
                 self.response = TRAILERS_DUE
@@ -338,7 +341,7 @@ class RequestCycle:
         """103 Early Hints before the final head; never to HTTP/1.0 (RFC 9110 15.2)."""
         data = early_hints(message.get("links", ()))
         if data and self.scope["http_version"] != "1.0":
-            self.conn.write(data)
+            self.conn.output.write(data)
 
     def _expect_trailers(self, wanted: object) -> None:
         """The app sends trailers after its body (`wanted`): on the wire when the
@@ -357,7 +360,7 @@ class RequestCycle:
         if message.get("more_trailers", False):
             return
         if self.trailers and self.framing is CHUNKED:
-            self.conn.flush(last_chunk(self.trailer_fields))
+            self.conn.output.flush(last_chunk(self.trailer_fields))
         self._complete()
 
     async def _pathsend(self, message: Message) -> None:
@@ -377,10 +380,13 @@ class RequestCycle:
             self.response = STREAMING
             if count <= SMALL_FILE:
                 data = os.pread(file.fileno(), count, 0) if count else b""
-                conn.write_pair(head, data) if data else conn.write(head)
+                if data:
+                    conn.output.write_pair(head, data)
+                else:
+                    conn.output.write(head)
                 sent = len(data)
             else:
-                conn.write(head)
+                conn.output.write(head)
                 try:
                     sent = await conn.send_file(file, 0, count)
                 except ConnectionError:
