@@ -160,6 +160,15 @@ def test_no_client_certificate(pki: Pki, cert_reqs: int) -> None:
     assert der(tls["server_cert"]) == der(pki.server.cert_chain_pems[0].bytes())
 
 
+def test_a_plugin_that_announces_nothing_still_gets_tls(pki: Pki) -> None:
+    """The example third-party plugin passes no extensions to http_scope()."""
+    client = pki.ca.issue_cert("client@example.com")
+    with serve(extensions_json, http="example", **pki.options(REQUIRED)) as running:
+        (data,), _ = get_over_tls(running.port, pki.client_context(client))
+    assert set(data) == {"tls"}
+    assert data["tls"]["client_cert_name"] == subject_of(client.cert_chain_pems[0].bytes())
+
+
 def test_cleartext_has_no_tls_extension(http_impl: str) -> None:
     with serve(extensions_json, http=http_impl) as running:
         data = httpx.get(running.url).json()
