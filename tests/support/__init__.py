@@ -401,6 +401,14 @@ def wait_workers(parent: int, count: int, timeout: float = 20.0) -> set[int]:
     return found
 
 
+def memory_mib(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (the peak so far) of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(field)
+
+
 def worker_pids(parent: int) -> set[int]:
     """The worker processes of a ketch parent (multiprocessing spawn children)."""
     pids: set[int] = set()

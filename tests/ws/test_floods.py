@@ -8,10 +8,9 @@ import asyncio
 import select
 import time
 import zlib
-from pathlib import Path
 
 import pytest
-from support import KetchProcess, RawConnection, serve
+from support import KetchProcess, RawConnection, memory_mib, serve
 from support.websocket import (
     OP_BINARY,
     OP_PING,
@@ -27,14 +26,6 @@ from websockets.exceptions import ConnectionClosed
 MiB = 1024 * 1024
 # RSS growth allowed while a flood runs: a few MiB of buffers, far below the flood
 GROWTH_LIMIT_MIB = 16
-
-
-def memory_mib(pid: int, field: str) -> float:
-    """VmRSS (now) or VmHWM (the peak so far) of a process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise LookupError(field)
 
 
 def echo_once(port: int) -> None:
