@@ -24,6 +24,7 @@ from typing import IO, Any, Literal
 
 from ketch.core.errors import ConfigError
 from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
+from ketch.proxy import TrustedHosts
 
 LifespanMode = Literal["auto", "on", "off"]
 InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
@@ -227,6 +228,16 @@ class Config:
             "(ketch) Which proxy headers to read from trusted peers: X-Forwarded-* or "
             "RFC 7239 Forwarded. Only that family is read.",
             choices=FORWARDED_HEADERS,
+        ),
+    )
+    proxy_protocol: bool = _opt(
+        False,
+        Option(
+            "(ketch) Read a PROXY protocol header (v1 or v2, as HAProxy and AWS Network Load "
+            "Balancers send) at the start of every connection: the client and server "
+            "addresses come from it. Only peers in --forwarded-allow-ips may connect; "
+            "connections from others are closed.",
+            "bool",
         ),
     )
     root_path: str = _opt(
@@ -444,6 +455,12 @@ class Config:
         if bool(self.ssl_keyfile) != bool(self.ssl_certfile) and self.ssl_context_factory is None:
             missing = "--ssl-certfile" if self.ssl_keyfile else "--ssl-keyfile"
             raise ConfigError(f"TLS needs both a key and a certificate: add {missing}")
+        if self.proxy_protocol and self.uds is not None:
+            from ketch.core.proxy_protocol import unix_socket_refusal
+
+            refusal = unix_socket_refusal(self.uds, TrustedHosts(self.trusted_proxies))
+            if refusal is not None:
+                raise ConfigError(refusal)
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd both choose the listening socket: keep one")
         self.headers = [_parse_header(h) for h in self.headers or []]

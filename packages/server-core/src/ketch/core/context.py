@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ketch.core._types import ASGI3Application
 from ketch.core.headers import DefaultHeaders
+from ketch.core.proxy_protocol import Addresses, proxied_addresses
 from ketch.core.scope import client_text
 from ketch.core.settings import ServerSettings
 from ketch.core.transport import ConnectionInfo, connection_info
@@ -79,10 +80,19 @@ class ServerContext:
         self.restarting = False
         # set by the server: called once --limit-max-requests is reached
         self.on_request_limit: Callable[[], None] = _nothing
+        # --proxy-protocol: the addresses each connection's PROXY header gave,
+        # by socket descriptor (ketch.core.proxy_protocol); None without it
+        self.proxied: dict[int, Addresses] | None = None
 
     def connection_info(self, transport: asyncio.BaseTransport) -> ConnectionInfo:
-        """Who is connected over `transport`, for the scope and the logs."""
-        return connection_info(transport)
+        """Who is connected over `transport`, for the scope and the logs: the
+        one place a connection's client and server addresses come from."""
+        info = connection_info(transport)
+        if self.proxied is not None:  # --proxy-protocol: what the proxy says
+            addresses = proxied_addresses(transport, self.proxied)
+            if addresses is not None:
+                return info._replace(client=addresses.client, server=addresses.server)
+        return info
 
     def over_concurrency_limit(self) -> bool:
         """True when a new request must be answered 503 (--limit-concurrency)."""

@@ -22,6 +22,7 @@ from ketch.core.headers import DefaultHeaders
 from ketch.core.lifespan import Lifespan
 from ketch.core.logging import setup_logging
 from ketch.core.plugins import HTTP, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
+from ketch.core.proxy_protocol import ProxyProtocolServer
 from ketch.core.settings import ServerSettings
 from ketch.core.sockets import Listener, bind, create_ssl_context, describe
 
@@ -153,11 +154,15 @@ class Server:
             else:
                 self.listeners = [Listener(sock) for sock in sockets]
             for listener in self.listeners:
-                self._servers.append(
-                    await loop.create_server(
+                if config.proxy_protocol:  # accepts itself: a PROXY header comes first
+                    server: asyncio.AbstractServer = ProxyProtocolServer(
+                        context, factory, listener.sock, ssl_context, config.trusted_proxies
+                    )
+                else:
+                    server = await loop.create_server(
                         factory, sock=listener.sock, ssl=ssl_context, backlog=config.backlog
                     )
-                )
+                self._servers.append(server)
         except BaseException:
             self._close_listeners()
             if self._lifespan is not None:
