@@ -373,8 +373,8 @@ class ProxyProtocolServer(asyncio.AbstractServer):
     def _refuse(self, pending: _Pending, reason: str) -> None:
         """Close without an answer: nothing but a PROXY header may come first."""
         self._forget(pending)
-        pending.sock.close()
         logger.warning("PROXY protocol: closed the connection from %s: %s", pending.peer, reason)
+        pending.sock.close()
 
     def _forget(self, pending: _Pending) -> None:
         del self.pending[pending]
