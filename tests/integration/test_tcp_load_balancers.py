@@ -1,4 +1,5 @@
-"""ketch behind HAProxy with the PROXY protocol, from docs/deploy/haproxy*.cfg.
+"""ketch behind TCP load balancers with the PROXY protocol: HAProxy from
+docs/deploy/haproxy*.cfg, and the AWS NLB recipe of docs/deploy/nlb.sh.
 
 TCP mode, send-proxy-v2: HTTPS and WebSockets pass through HAProxy, ketch
 reads the v2 header, then terminates TLS. HTTP mode, send-proxy (v1), to
@@ -6,23 +7,26 @@ ketch's UNIX socket with two workers. Either way the application sees the
 visitor's address and port (the visitor connects from 127.0.0.2, HAProxy
 from 127.0.0.1), and HAProxy's health checks (a LOCAL header, a `PROXY
 UNKNOWN` line) are served, never refused. One HAProxy per recipe, started
-once for the module.
+once for the module. The NLB cannot run here: the test sends what it sends.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from support import KetchProcess, free_port, wait_for
+from support import KetchProcess, RawConnection, free_port, wait_for
 from support.deploy import Certificates, app_dir, certificates, haproxy, shell_command, write
 from websockets.sync.client import connect
 
 VISITOR = "127.0.0.2"  # a loopback address other than HAProxy's
+NLB_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"  # PROXY protocol v2
 
 
 @dataclass
@@ -130,3 +134,33 @@ def test_health_checks_are_served_never_refused(tcp_site: Site, uds_site: Site) 
     for site in (tcp_site, uds_site):
         assert "PROXY protocol: closed" not in site.ketch.output
         assert " is DOWN" not in site.haproxy.output
+
+
+def test_nlb_recipe(tmp_path: Path) -> None:
+    """What an NLB sends with proxy_protocol_v2.enabled: a v2 header with its
+    VPC endpoint TLV before each client's bytes, and a LOCAL header (no client
+    information) before each health check."""
+    port = free_port()
+    argv = shell_command("nlb.sh", host="127.0.0.1", port=port, subnets="127.0.0.0/8")
+    with KetchProcess(argv[1:], command=argv[:1], cwd=app_dir(tmp_path)) as ketch:
+        ketch.wait_started()
+        addresses = socket.inet_aton("198.51.100.7") + socket.inet_aton("10.0.3.4")
+        addresses += struct.pack("!HH", 51234, 443)
+        endpoint = b"\x01vpce-0123456789abcdef0"
+        tlvs = bytes([0xEA]) + struct.pack("!H", len(endpoint)) + endpoint
+        header = NLB_SIGNATURE + b"\x21\x11" + struct.pack("!H", len(addresses + tlvs))
+        with RawConnection(port) as conn:
+            conn.send(header + addresses + tlvs + GET)
+            seen = json.loads(conn.read_response().body)
+        assert seen["client"] == ["198.51.100.7", 51234]
+        assert seen["server"] == ["10.0.3.4", 443]
+        health_check = b"GET /healthz HTTP/1.1\r\nHost: 10.0.3.4\r\n\r\n"
+        with RawConnection(port) as conn:
+            conn.send(NLB_SIGNATURE + b"\x20\x00\x00\x00" + health_check)
+            assert conn.read_response().body == b"ok"
+        # A PROXY header the client itself sent travels behind the NLB's: it is
+        # no HTTP request, and never taken for the client's address.
+        with RawConnection(port) as conn:
+            forged = b"PROXY TCP4 203.0.113.1 10.0.3.4 1 443\r\n"
+            conn.send(header + addresses + tlvs + forged + GET)
+            assert conn.read_response().status == 400
