@@ -23,6 +23,7 @@ from ketch.core.api import (
     LENGTH,
     UNTIL_CLOSE,
     ASGI3Application,
+    ClientDisconnected,
     Framing,
     Message,
     error_response,
@@ -216,7 +217,7 @@ class RequestCycle:
         if conn.write_flow.paused and not self.disconnected:
             await conn.write_flow.drain()
         if self.disconnected:
-            return
+            raise ClientDisconnected("the client is gone")
         kind = message["type"]
         response = self.response
         if response is START:
