@@ -32,7 +32,6 @@ from ketch.core.options import (
     option_field,
     parse_header,
 )
-from ketch.proxy import TrustedHosts
 
 _opt = option_field  # the short name the declarations below use
 
@@ -483,6 +482,7 @@ class Config:
             raise ConfigError(f"TLS needs both a key and a certificate: add {missing}")
         if self.proxy_protocol and self.uds is not None:
             from ketch.core.proxy_protocol import unix_socket_refusal
+            from ketch.proxy import TrustedHosts
 
             refusal = unix_socket_refusal(self.uds, TrustedHosts(self.trusted_proxies))
             if refusal is not None:

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ketch.core._types import ASGI3Application
 from ketch.core.headers import DefaultHeaders
-from ketch.core.proxy_protocol import Addresses, proxied_addresses
 from ketch.core.scope import client_text
 from ketch.core.settings import ServerSettings
 from ketch.core.transport import ConnectionInfo, connection_info
 
 if TYPE_CHECKING:
     from ketch.core.plugins import WebSocketUpgrade
+    from ketch.core.proxy_protocol import Addresses
 
 # How often the server refreshes the Date header, its coarse clock, and checks
 # every connection's deadline (keep-alive, request head and body timeouts).
@@ -93,8 +93,10 @@ class ServerContext:
         """Who is connected over `transport`, for the scope and the logs: the
         one place a connection's client and server addresses come from."""
         info = connection_info(transport)
-        if self.proxied is not None:  # --proxy-protocol: what the proxy says
-            addresses = proxied_addresses(transport, self.proxied)
+        proxied = self.proxied
+        if proxied is not None:  # --proxy-protocol: what the PROXY header said
+            sock = transport.get_extra_info("socket")
+            addresses = None if sock is None else proxied.get(sock.fileno())
             if addresses is not None:
                 return info._replace(client=addresses.client, server=addresses.server)
         return info

@@ -176,15 +176,6 @@ def _unix_path(raw: bytes) -> str:
     return os.fsdecode(raw.partition(b"\x00")[0])
 
 
-# --- the addresses of a connection -------------------------------------------------------
-def proxied_addresses(
-    transport: asyncio.BaseTransport, proxied: dict[int, Addresses]
-) -> Addresses | None:
-    """The addresses the PROXY header of the connection over `transport` gave."""
-    sock = transport.get_extra_info("socket")
-    return None if sock is None else proxied.get(sock.fileno())
-
-
 # --- accepting -----------------------------------------------------------------------------
 class _Pending:
     """A connection whose PROXY header is still being read."""

@@ -22,7 +22,6 @@ from ketch.core.headers import DefaultHeaders
 from ketch.core.lifespan import Lifespan
 from ketch.core.logging import setup_logging
 from ketch.core.plugins import HTTP, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
-from ketch.core.proxy_protocol import ProxyProtocolServer
 from ketch.core.settings import ServerSettings
 from ketch.core.sockets import Listener, bind, create_ssl_context, describe
 from ketch.core.systemd import Notifier
@@ -163,6 +162,8 @@ class Server:
                 self.listeners = [Listener(sock) for sock in sockets]
             for listener in self.listeners:
                 if config.proxy_protocol:  # accepts itself: a PROXY header comes first
+                    from ketch.core.proxy_protocol import ProxyProtocolServer
+
                     server: asyncio.AbstractServer = ProxyProtocolServer(
                         context, factory, listener.sock, ssl_context, config.trusted_proxies
                     )
