@@ -86,12 +86,12 @@ class WebSocketProtocol(asyncio.Protocol):
         "_denial",
         "_due",
         "_pending",
-        "_raw_frames",
         "_reading",
         "context",
         "deadline",
         "loop",
         "on_message",
+        "raw_frames",
         "scope",
         "session",
         "settings",
@@ -122,7 +122,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._reading = ReadFlow(transport)
         self._backlog = 0  # bytes waiting in the transport when it last paused writing
         self._pending: bytes | None = None  # bytes received before the app accepted
-        self._raw_frames = True  # no extension: data frames are framed here
+        self.raw_frames = True  # no extension: data frames are framed here
         self._closing_code = 0  # set when shutdown asks a connecting socket to close
         self._denial: DenialResponse | None = None
         self.session = WebSocketSession(self, settings.max_queue)
@@ -252,7 +252,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def write_message(self, data: bytes | str) -> None:
         """A data frame: framed here without an extension (one write for a small
         frame, no payload copy for a big one), by the library with one."""
-        if not self._raw_frames:
+        if not self.raw_frames:
             self.transport.write(self.data_frame(data))
             return
         if type(data) is str:
@@ -444,7 +444,7 @@ class WebSocketProtocol(asyncio.Protocol):
         raise NotImplementedError
 
     def accept_response(self, subprotocol: str | None, headers: Headers) -> bytes:
-        """The 101 response with `headers`; sets `_raw_frames` False when an
+        """The 101 response with `headers`; sets `raw_frames` False when an
         extension was negotiated."""
         raise NotImplementedError
 
