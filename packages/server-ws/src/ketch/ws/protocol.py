@@ -29,6 +29,7 @@ from ketch.core.api import (
     CHUNKED,
     LAST_CHUNK,
     ASGI3Application,
+    Exchange,
     Framing,
     Headers,
     Message,
@@ -123,8 +124,10 @@ class WebSocketProtocol(asyncio.Protocol):
         "_closing_code",
         "_disconnect",
         "_due",
+        "_exchange",
         "_flow",
         "_loop",
+        "_metrics",
         "_pending",
         "_pending_head",
         "_queue",
@@ -169,6 +172,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._closing_code = 0  # set when shutdown asks a connecting socket to close
         self._response_framing: Framing = CHUNKED
         self._pending_head: tuple[int, Headers] | None = None  # a denial response's
+        self._metrics = context.metrics
+        # the handshake's record for the access log and the metrics, until answered
+        self._exchange: Exchange | None = None
 
     @classmethod
     def upgrade_handler(cls, context: ServerContext) -> WebSocketUpgrade:
@@ -186,6 +192,11 @@ class WebSocketProtocol(asyncio.Protocol):
         context = self.context
         self.transport.set_protocol(self)
         context.connections.add(self)
+        if self._metrics is not None:
+            self._metrics.websocket_opened()
+        observer = context.observer
+        if observer is not None:
+            self._exchange = observer.begin(self.scope)
         if buffered:
             self._hold(buffered)
         problem = _check_request(self.scope)
@@ -193,9 +204,11 @@ class WebSocketProtocol(asyncio.Protocol):
             self._refuse(*problem)
             return
         refusal = self.handshake()
-        if refusal is not None:
-            self._log(refusal[9:12].decode("latin-1"))
+        if refusal is not None:  # the library's answer: b"HTTP/1.1 400 ..."
+            status = refusal[9:12].decode("latin-1")
+            self._log(status)
             self.transport.write(refusal)
+            self._end_exchange(int(status) if status.isdigit() else 400)
             self._finish()
             return
         if context.shutting_down:  # handed over while the server stops: close once accepted
@@ -222,6 +235,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self._due = NOTHING
         self.context.connections.discard(self)
+        if self._metrics is not None:
+            self._metrics.websocket_closed()
+        if self._exchange is not None:  # the handshake was never answered whole
+            self._end_exchange(0, complete=False)
         self._flow.connection_lost()
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
 
@@ -282,6 +299,8 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._state is not CONNECTED:
             return  # after our close frame, data is discarded (RFC 6455 1.4)
         queue = self._queue
+        if self._metrics is not None:
+            self._metrics.websocket_received()
         if type(data) is str:
             queue.append({"type": "websocket.receive", "text": data})
         else:
@@ -324,6 +343,8 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._write_raw(data)
             else:
                 self.transport.write(self.data_frame(data))
+            if self._metrics is not None:
+                self._metrics.websocket_sent()
             return
         state = self._state
         if state is CONNECTING:
@@ -401,6 +422,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport.write(self.accept_response(subprotocol, headers))
         self._state = CONNECTED
         self._log("[accepted]")
+        if self._exchange is not None:
+            self._exchange.response_headers = headers
+            self._end_exchange(101)
         settings = self.settings
         if settings.ping_interval is not None:
             self._due = PING
@@ -424,6 +448,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self._log(str(status))
         # the head waits for the first body message: a small response is one write
         self._pending_head = (status, list(message.get("headers") or ()))
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.status = status
+            exchange.response_headers = self._pending_head[1]
 
     async def _send_response_body(self, message: Message) -> None:
         if self._flow.paused:
@@ -445,6 +473,11 @@ class WebSocketProtocol(asyncio.Protocol):
             data += body
         if data:
             self.transport.write(data)
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.bytes_sent += len(body)
+            if not more_body:
+                self._end_exchange(exchange.status)
         if not more_body:
             self._queue_disconnect(ABNORMAL_CLOSURE, "")
             self._finish()
@@ -456,6 +489,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._log(str(status))
         headers = [*(headers or ()), (b"content-type", b"text/plain; charset=utf-8")]
         self.transport.write(self._http_head(status, headers, len(body))[0] + body)
+        if self._exchange is not None:
+            self._exchange.bytes_sent = len(body)
+            self._end_exchange(status)
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
         self._finish()
 
@@ -586,6 +622,15 @@ class WebSocketProtocol(asyncio.Protocol):
         if len(pending) > PENDING_LIMIT and not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
+
+    def _end_exchange(self, status: int, complete: bool = True) -> None:
+        """The handshake is answered (101, or a denial): report it, once."""
+        exchange = self._exchange
+        if exchange is not None:
+            self._exchange = None
+            if status:
+                exchange.status = status
+            exchange.end(complete)
 
     def _log(self, outcome: str) -> None:
         if logger.isEnabledFor(logging.INFO):
