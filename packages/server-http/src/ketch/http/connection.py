@@ -27,11 +27,10 @@ HEAD (a head arriving), BODY (the app waits for body bytes), LINGER (closing).
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, cast
 
 from ketch.core.api import (
     ConnectionInfo,
@@ -48,82 +47,38 @@ from ketch.core.api import (
 )
 from ketch.http.cycle import COMPLETE, RequestCycle
 from ketch.http.request_head import BadRequest, HeadFacts, check_head
+from ketch.http.states import (
+    BODY,
+    BODY_BUFFER,
+    BODY_DUE,
+    CLOSED,
+    DONE,
+    DRAIN_LIMIT,
+    HANDED_OVER,
+    HANDOVER,
+    HEAD,
+    HEAD_DUE,
+    IDLE,
+    KEEP_ALIVE_DUE,
+    LINGER,
+    LINGER_DUE,
+    LINGER_SECONDS,
+    NO_DEADLINE,
+    NO_MORE,
+    OPEN,
+    QUEUED,
+    READ_HIGH_WATER,
+    SHUTDOWN_GRACE,
+    SWITCHING,
+    UNSENT_LIMIT,
+    WRITE_DUE,
+    Refusal,
+)
 
 if TYPE_CHECKING:
     from ketch.http.parser import Parser, ParserEvents
 
 logger = logging.getLogger("ketch.error")
-
-
-class Reading(enum.Enum):
-    IDLE = "idle"
-    HEAD = "head"
-    BODY = "body"
-    DONE = "done"
-    SWITCHING = "switching"
-
-
-class Writing(enum.Enum):
-    OPEN = "open"
-    LINGER = "linger"
-    HANDED_OVER = "handed over"
-    CLOSED = "closed"
-
-
-class Due(enum.Enum):
-    """What the connection's deadline means."""
-
-    NOTHING = "nothing"
-    KEEP_ALIVE = "keep-alive"
-    HEAD = "request head"
-    BODY = "request body"
-    LINGER = "linger"
-
-
-IDLE: Final = Reading.IDLE
-HEAD: Final = Reading.HEAD
-BODY: Final = Reading.BODY
-DONE: Final = Reading.DONE
-SWITCHING: Final = Reading.SWITCHING
-OPEN: Final = Writing.OPEN
-LINGER: Final = Writing.LINGER
-HANDED_OVER: Final = Writing.HANDED_OVER
-CLOSED: Final = Writing.CLOSED
-# (module constants: reading `Enum.MEMBER` costs ten times a global)
-NO_DEADLINE: Final = Due.NOTHING
-KEEP_ALIVE_DUE: Final = Due.KEEP_ALIVE
-HEAD_DUE: Final = Due.HEAD
-BODY_DUE: Final = Due.BODY
-LINGER_DUE: Final = Due.LINGER
-
-# reasons to pause reading (ReadFlow bits)
-BODY_BUFFER: Final = 1  # the app has not taken what was read of the body
-QUEUED: Final = 2  # a complete request waits for its turn
-NO_MORE: Final = 4  # no more requests will be taken (until the lingering close)
-HANDOVER: Final = 8  # an upgrade request waits for its turn
-
-# Buffer at most this much unread request body before pausing the transport.
-READ_HIGH_WATER = 64 * 1024
-# After a response that left part of the request body unread, read and discard
-# at most this much (and for at most LINGER_SECONDS) to keep the connection.
-DRAIN_LIMIT = 1024 * 1024
-LINGER_SECONDS = 2.0
-# When the server stops, a keep-alive connection idle after a response stays open
-# this long, so that a request already on its way is answered (with Connection:
-# close) instead of meeting a closed socket. A connection that has not sent its
-# first request yet keeps its keep-alive timeout: its client is about to send
-# one, and unlike a reused connection's, that request is not retried.
-SHUTDOWN_GRACE = 0.5
-# Gathered chunks of a streamed response are written once they reach this size
-# (so that flow control sees them).
-UNSENT_LIMIT = 64 * 1024
-
-
-class Refusal(NamedTuple):
-    """A request ketch answers itself, in its turn, before closing."""
-
-    status: int
-    reason: str
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -221,9 +176,19 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_flow.pause()
+        self._await_reader()
 
     def resume_writing(self) -> None:
         self.write_flow.resume()
+        if self.due is WRITE_DUE:
+            self.due = NO_DEADLINE
+            self.deadline = 0.0
+
+    def _await_reader(self) -> None:
+        """The send buffer is full: the client must read within --timeout-write."""
+        if self.due is NO_DEADLINE and self.writing is OPEN:
+            self.due = WRITE_DUE
+            self.deadline = self.context.now + self.settings.timeout_write
 
     # --- what the server calls (ketch.core.api.Connection) -----------------------------
     def on_deadline(self) -> None:
@@ -232,12 +197,23 @@ class HTTPConnection(asyncio.Protocol):
         self.deadline = 0.0
         if due is HEAD_DUE:
             self._refuse(408, "Request header timeout")
-        elif due is BODY_DUE:
+        elif due is BODY_DUE or due is WRITE_DUE:
+            what = "request body" if due is BODY_DUE else "write"
             self.context.error_logger.info(
-                "Closing connection from %s: request body timeout", _peer(self.info.client)
+                "Closing connection from %s: %s timeout", _peer(self.info.client), what
             )
-            self.close()
+            self._give_up()
         elif due is not NO_DEADLINE:
+            self._give_up()
+        if self.write_flow.paused:  # another deadline fired first
+            self._await_reader()
+
+    def _give_up(self) -> None:
+        """Close at a deadline; abort when the client does not read what is
+        buffered for it (a close would wait for that buffer forever)."""
+        if self.write_flow.paused:
+            self.abort()
+        else:
             self.close()
 
     def shutdown(self) -> None:

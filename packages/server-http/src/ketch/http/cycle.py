@@ -23,6 +23,7 @@ from ketch.core.api import (
     LENGTH,
     UNTIL_CLOSE,
     ASGI3Application,
+    ClientDisconnected,
     Exchange,
     Framing,
     Message,
@@ -228,7 +229,7 @@ class RequestCycle:
         if conn.write_flow.paused and not self.disconnected:
             await conn.write_flow.drain()
         if self.disconnected:
-            return
+            raise ClientDisconnected("the client is gone")
         kind = message["type"]
         response = self.response
         if response is START:

@@ -29,10 +29,12 @@ from ketch.core.api import (
     CHUNKED,
     LAST_CHUNK,
     ASGI3Application,
+    ClientDisconnected,
     Exchange,
     Framing,
     Headers,
     Message,
+    ReadFlow,
     ResponseHead,
     Scope,
     ServerContext,
@@ -69,12 +71,16 @@ CLOSING: Final = State.CLOSING
 CLOSED: Final = State.CLOSED
 
 # what the connection's deadline means
-NOTHING, PING, PONG, CLOSE_REPLY, LINGER = 0, 1, 2, 3, 4
+NOTHING, PING, PONG, CLOSE_REPLY, LINGER, UNREAD = 0, 1, 2, 3, 4, 5
 
 # How long the peer has to answer our close frame, and how long a finished
 # connection may take to end its TCP connection, before we cut it.
 CLOSE_TIMEOUT = 5.0
 LINGER_SECONDS = 2.0
+# Reasons to pause reading (ReadFlow bits)
+QUEUE_FULL = 1  # --ws-max-queue messages wait for the app
+PENDING = 2  # bytes that came before the app accepted wait for it
+WRITE_BACKLOG = 4  # the peer does not read what we write (pongs would pile up)
 # Unread bytes that arrive before the app accepts are held (the client may
 # not send frames yet); past this much, reading pauses until the app answers.
 PENDING_LIMIT = 64 * 1024
@@ -103,10 +109,6 @@ _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")
 
 
-class ClientDisconnected(OSError):
-    """`send()` on a WebSocket that is closed (ASGI spec 2.4)."""
-
-
 def frame_header(opcode: int, length: int) -> bytes:
     """The header of an unmasked, final data frame of `length` payload bytes."""
     if length < 126:
@@ -121,6 +123,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_app_closed",
+        "_backlog",
         "_closing_code",
         "_disconnect",
         "_due",
@@ -132,7 +135,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_pending_head",
         "_queue",
         "_raw_frames",
-        "_read_paused",
+        "_reading",
         "_response_framing",
         "_state",
         "_waiter",
@@ -165,7 +168,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._disconnect: Message | None = None  # once queued, what receive() returns at the end
         self._flow = WriteFlow()
-        self._read_paused = False
+        self._reading = ReadFlow(transport)
+        self._backlog = 0  # bytes waiting in the transport when it last paused writing
         self._pending: bytes | None = None  # bytes received before the app accepted
         self._raw_frames = True  # no extension: data frames are framed here
         self._app_closed = False  # the app sent websocket.close
@@ -243,10 +247,25 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queue_disconnect(ABNORMAL_CLOSURE, "")
 
     def pause_writing(self) -> None:
+        """Our writes pile up unread: stop reading, so that a peer that sends pings
+        (or anything we answer) and reads nothing cannot make us buffer without
+        bound; and give it --ws-ping-timeout to read some before we cut it off."""
         self._flow.pause()
+        state = self._state
+        if state is CLOSED:
+            return
+        self._reading.pause(WRITE_BACKLOG)
+        timeout = self.settings.ping_timeout
+        if state is CONNECTED and timeout is not None:
+            self._due = UNREAD
+            self.deadline = self.context.now + timeout
+            self._backlog = self.transport.get_write_buffer_size()
 
     def resume_writing(self) -> None:
         self._flow.resume()
+        self._reading.resume(WRITE_BACKLOG)
+        if self._due == UNREAD:
+            self._keepalive()
 
     # --- what the server calls (ketch.core.context.Connection) ---------------------------
     def on_deadline(self) -> None:
@@ -259,6 +278,11 @@ class WebSocketProtocol(asyncio.Protocol):
             self._finish(linger=False)  # the peer does not answer: no reason to wait more
         elif due == LINGER:
             self.abort()
+        elif due == UNREAD:
+            if self.transport.get_write_buffer_size() < self._backlog:
+                self._keepalive()  # it reads, slowly: keepalive pings judge it as usual
+            else:
+                self._abort_unread()
 
     def shutdown(self) -> None:
         code = SERVICE_RESTART if self.context.restarting else GOING_AWAY
@@ -283,10 +307,8 @@ class WebSocketProtocol(asyncio.Protocol):
             waiter = self._waiter = self._loop.create_future()
             await waiter
         message = queue.popleft()
-        if self._read_paused and len(queue) <= self.settings.resume_at:
-            self._read_paused = False
-            if self._state is not CLOSED:
-                self.transport.resume_reading()
+        if self._reading.reasons and len(queue) <= self.settings.resume_at:
+            self._reading.resume(QUEUE_FULL)  # the app caught up (if that was the reason)
         return message
 
     def _wake(self) -> None:
@@ -310,9 +332,8 @@ class WebSocketProtocol(asyncio.Protocol):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        if len(queue) >= self.settings.max_queue and not self._read_paused:
-            self._read_paused = True  # the app is slow: stop reading until it catches up
-            self.transport.pause_reading()
+        if len(queue) >= self.settings.max_queue:
+            self._reading.pause(QUEUE_FULL)  # the app is slow: stop reading until it catches up
 
     def _queue_disconnect(self, code: int, reason: str) -> None:
         if self._disconnect is None:
@@ -425,16 +446,11 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._exchange is not None:
             self._exchange.response_headers = headers
             self._end_exchange(101)
-        settings = self.settings
-        if settings.ping_interval is not None:
-            self._due = PING
-            self.deadline = self.context.now + settings.ping_interval
+        self._keepalive()
         pending = self._pending
         if pending is not None:
             self._pending = None
-            if self._read_paused and len(self._queue) < settings.max_queue:
-                self._read_paused = False
-                self.transport.resume_reading()
+            self._reading.resume(PENDING)
             self.receive_frames(pending)
         if self._closing_code and self._state is CONNECTED:
             self._close(self._closing_code, _SHUTDOWN_REASONS[self._closing_code])
@@ -552,9 +568,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queue_disconnect(code, reason)
         self._due = CLOSE_REPLY
         self.deadline = self.context.now + CLOSE_TIMEOUT
-        if self._read_paused:  # the peer's close frame must get through
-            self._read_paused = False
-            self.transport.resume_reading()
+        self._reading.resume(QUEUE_FULL)  # the peer's close frame must get through
 
     def on_close(self, code: int, reason: str) -> None:
         """The peer's close frame arrived; the adapter has answered it if needed."""
@@ -567,6 +581,15 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queue_disconnect(code, reason)
         self._finish()
 
+    def _abort_unread(self) -> None:
+        """The peer read none of our backlog in --ws-ping-timeout: cut the TCP
+        connection. A close frame would wait behind the bytes it does not read,
+        and a graceful close would hold them until then."""
+        reason = "the client stopped reading"
+        self._log_closed(ABNORMAL_CLOSURE, reason)
+        self._queue_disconnect(ABNORMAL_CLOSURE, reason)
+        self.abort()
+
     def _fail_locally(self, code: int, reason: str) -> None:
         """Give up on the peer (it stopped answering pings)."""
         if self._state is CONNECTED:
@@ -577,9 +600,16 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def on_pong(self) -> None:
         if self._due == PONG:
+            self._keepalive()
+
+    def _keepalive(self) -> None:
+        """Schedule the next keepalive ping (if pings are on)."""
+        interval = self.settings.ping_interval
+        if interval is None:
+            self._due = NOTHING
+            self.deadline = 0.0
+        else:
             self._due = PING
-            interval = self.settings.ping_interval
-            assert interval is not None
             self.deadline = self.context.now + interval
 
     def _ping(self) -> None:
@@ -606,10 +636,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._due = LINGER
         self.deadline = self.context.now + LINGER_SECONDS
         transport = self.transport
-        if self._read_paused:  # read (and drop) until the peer closes
-            self._read_paused = False
-            if not transport.is_closing():
-                transport.resume_reading()
+        self._reading.resume_all()  # read (and drop) until the peer closes
         if linger:
             half_close(transport)
         elif not transport.is_closing():
@@ -619,9 +646,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def _hold(self, data: bytes) -> None:
         """Keep bytes that arrive before the app accepted, for after the handshake."""
         pending = self._pending = data if self._pending is None else self._pending + data
-        if len(pending) > PENDING_LIMIT and not self._read_paused:
-            self._read_paused = True
-            self.transport.pause_reading()
+        if len(pending) > PENDING_LIMIT:
+            self._reading.pause(PENDING)
 
     def _end_exchange(self, status: int, complete: bool = True) -> None:
         """The handshake is answered (101, or a denial): report it, once."""
