@@ -21,6 +21,7 @@ from ketch.core.api import (
     CONTINUE,
     LAST_CHUNK,
     LENGTH,
+    NO_BODY,
     UNTIL_CLOSE,
     ASGI3Application,
     ClientDisconnected,
@@ -134,6 +135,8 @@ class RequestCycle:
             self.exchange = None
             if status:
                 exchange.status = status
+            elif self.framing is NO_BODY:  # HEAD, 204, 304: the body was not sent
+                exchange.bytes_sent = 0
             exchange.bytes_received = self.received
             exchange.end(complete)
 
