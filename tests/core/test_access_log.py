@@ -18,28 +18,7 @@ import pytest
 from support import KetchProcess, RawConnection, free_port, run_ketch, wait_for
 from support.websocket import OP_TEXT, RawWebSocket, frame, upgrade_request
 
-ATOMS = [
-    "h",
-    "l",
-    "u",
-    "t",
-    "r",
-    "m",
-    "U",
-    "q",
-    "H",
-    "s",
-    "B",
-    "b",
-    "f",
-    "a",
-    "T",
-    "D",
-    "M",
-    "L",
-    "p",
-    "X",
-]
+ATOMS = list("hlutrmUqHsBbfaTDMLpX")  # every one-letter atom
 EVERY_ATOM = "|".join(f"{atom}=%({atom})s" for atom in ATOMS) + (
     "|i=%({X-Request-ID}i)s|o=%({x-app}o)s|e=%({KETCH_TEST_ATOM}e)s|none=%({x-none}i)s"
 )
