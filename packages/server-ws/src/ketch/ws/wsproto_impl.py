@@ -29,7 +29,8 @@ from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Par
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ketch.core.api import Headers, ServerContext, WebSocketUpgrade
-from ketch.ws.protocol import MESSAGE_TOO_BIG, WebSocketProtocol
+from ketch.ws.protocol import WebSocketProtocol
+from ketch.ws.rfc6455 import MESSAGE_TOO_BIG
 
 OPEN = ConnectionState.OPEN
 REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
