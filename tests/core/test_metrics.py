@@ -6,26 +6,9 @@ from __future__ import annotations
 import socket
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from support import KetchProcess, RawConnection, apps, free_port, run_ketch, serve, wait_for
+from support.metrics import scrape, value
 from support.websocket import OP_TEXT, RawWebSocket, frame, upgrade_request
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def _accepts(port: int) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import tempfile
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
@@ -77,12 +78,13 @@ class Metrics:
 
     # --- in shared memory (the workers supervisor) ---------------------------------------
     @classmethod
-    def create(cls, path: str) -> Metrics:
-        """A new, zeroed array in the file `path`, for a worker to attach to."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    def create(cls, directory: str) -> tuple[Metrics, str]:
+        """A new, zeroed array in a new file in `directory`, and the file's path
+        (for a worker to attach to)."""
+        fd, path = tempfile.mkstemp(dir=directory, prefix="worker-")
         try:
             os.ftruncate(fd, SIZE)
-            return cls(mmap.mmap(fd, SIZE))
+            return cls(mmap.mmap(fd, SIZE)), path
         finally:
             os.close(fd)
 
@@ -152,6 +154,8 @@ class PoolTotals:
         for index in range(SLOTS):
             if index not in GAUGES:
                 self.ended[index] += values[index]
+        # what it had in progress ended with it
+        self.ended[STARTED] += sum(values[REQUESTS:DURATION]) - values[STARTED]
 
     def total(self, live: Iterable[Metrics]) -> list[float]:
         totals = list(self.ended)
@@ -167,6 +171,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _number(value: float) -> str:
+    value = float(value)
     return str(int(value)) if value.is_integer() else repr(value)
 
 
@@ -300,6 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
     collect: Callable[[], bytes]
     timeout = 10  # a client that stops sending loses its thread after this
     server_version = "ketch"
+    sys_version = ""
 
     def do_GET(self) -> None:
         if self.path.partition("?")[0] != "/metrics":

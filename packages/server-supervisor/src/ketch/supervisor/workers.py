@@ -13,6 +13,12 @@ Signals (to the parent):
 A worker that reaches --limit-max-requests is replaced the same way as on
 SIGHUP: it serves on until its replacement serves, then drains.
 
+With --metrics-port the parent serves the pool's metrics: each worker counts
+into an array in a file the parent maps too (`ketch.core.metrics`), and the
+parent keeps the last counts of every worker that ended, so a counter covers
+every worker of the run and never goes down. Replacements are counted by
+reason in `Supervisor.restarts`.
+
 Every second the parent pings each worker over a pipe that the worker answers
 from its event loop. A worker that does not answer within
 `--timeout-worker-healthcheck` has its Python stacks dumped to the log and is
@@ -26,7 +32,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import deque
@@ -37,6 +45,7 @@ from types import FrameType
 from ketch.core import Config
 from ketch.core.config_file import reread
 from ketch.core.errors import STARTUP_FAILURE, ConfigError
+from ketch.core.metrics import Metrics, MetricsEndpoint, PoolTotals, family, render
 from ketch.core.sockets import Listener, bind, describe
 from ketch.supervisor.child import AT_LIMIT, DUMP_STACKS, PING, READY, worker_main
 
@@ -49,16 +58,30 @@ READY_TIMEOUT = 60.0  # how long a new worker may take to start serving
 STOP_MARGIN = 5.0  # beyond --timeout-graceful-shutdown before workers are killed
 CRASH_WINDOW = 10.0  # a worker that dies sooner than this after starting "crashed"
 MAX_BACKOFF = 30.0
+# Why workers were replaced: the keys of `Supervisor.restarts`.
+CRASHED = "crashed"  # it exited on its own
+UNRESPONSIVE = "unresponsive"  # it missed its health check and was killed
+MAX_REQUESTS = "max-requests"  # it reached --limit-max-requests
+SIGHUP = "SIGHUP"  # a rolling restart asked for with SIGHUP
+RELOAD = "reload"  # a rolling restart for changed files (--reload)
+RESTART_REASONS = (CRASHED, UNRESPONSIVE, MAX_REQUESTS, SIGHUP, RELOAD)
 
 
 class Worker:
     """One worker process and the parent's end of its health pipe."""
 
-    def __init__(self, config: Config, sockets: list[object]) -> None:
+    def __init__(
+        self, config: Config, sockets: list[object], metrics_dir: str | None = None
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.health, child_end = context.Pipe()
+        # the worker's metrics, in a file both processes map (with --metrics-port)
+        self.metrics: Metrics | None = None
+        path = None
+        if metrics_dir is not None:
+            self.metrics, path = Metrics.create(metrics_dir)
         self.process: BaseProcess = context.Process(
-            target=worker_main, args=(config, sockets, child_end), name="ketch-worker"
+            target=worker_main, args=(config, sockets, child_end, path), name="ketch-worker"
         )
         self.process.start()
         child_end.close()
@@ -133,6 +156,13 @@ class Supervisor:
         self.next_spawn = 0.0
         self.exit_code = 0
         self.sockets: list[object] = []
+        # how many workers were replaced, by reason (RESTART_REASONS)
+        self.restarts: dict[str, int] = dict.fromkeys(RESTART_REASONS, 0)
+        # --metrics-port: the workers' arrays live in this directory; the counts
+        # of the workers that ended are kept in `totals`
+        self.metrics_dir: str | None = None
+        self.totals = PoolTotals()
+        self.metrics_lock = threading.Lock()  # the endpoint's thread reads the workers
         # False under --reload: a worker that fails to start waits for the next change
         self.stop_on_startup_failure = True
         self.paused = False  # no new workers until reload() (after a failed start)
@@ -141,6 +171,21 @@ class Supervisor:
 
     # --- the parent's loop --------------------------------------------------------------
     def run(self) -> int:
+        endpoint = None
+        if self.config.metrics_port is not None:
+            endpoint = MetricsEndpoint(
+                self.config.metrics_host, self.config.metrics_port, self.collect_metrics
+            )
+            self.metrics_dir = tempfile.mkdtemp(prefix="ketch-metrics-")
+        try:
+            return self._run(endpoint)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
+            if self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def _run(self, endpoint: MetricsEndpoint | None) -> int:
         self.listeners = bind(self.config)
         sockets = self.sockets = [listener.sock for listener in self.listeners]
         for listener in self.listeners:
@@ -150,6 +195,8 @@ class Supervisor:
                 describe(listener.sock, self.config.is_ssl),
             )
         logger.info("Started parent process [%d]", os.getpid())
+        if endpoint is not None:
+            endpoint.start()
         previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED}
         try:
             for _ in range(self.target):
@@ -184,7 +231,7 @@ class Supervisor:
                         bug = not isinstance(exc, ConfigError)
                         logger.error("%s; keeping the running workers", exc, exc_info=bug)
                         continue
-                    if not self.restart_all(sockets):
+                    if not self.restart_all(sockets, SIGHUP):
                         self.config = previous  # replacements are not started with it
                 elif sig == signal.SIGTTIN:
                     self.target += 1
@@ -208,13 +255,11 @@ class Supervisor:
         now = time.monotonic()
         for worker in list(self.retiring):
             if not worker.alive():
-                self.retiring.remove(worker)
-                worker.close()
+                self._remove(worker)
         for worker in list(self.workers):
             if not worker.alive():
                 worker.check(now)  # it may have said it was ready before it died
-                self.workers.remove(worker)
-                worker.close()
+                self._remove(worker)
                 code = worker.process.exitcode
                 if (code == STARTUP_FAILURE or (code and not worker.ready)) and (
                     not self.stop_on_startup_failure
@@ -236,6 +281,7 @@ class Supervisor:
                     self.exit_code = STARTUP_FAILURE
                     self._stop_all()
                     return False
+                self.restarts[CRASHED] += 1
                 if code == 0:
                     logger.info("Worker [%d] exited; starting a new one", worker.pid)
                 else:
@@ -266,16 +312,49 @@ class Supervisor:
 
     # --- workers ------------------------------------------------------------------------
     def _spawn(self, sockets: list[object]) -> Worker:
-        worker = Worker(self.config, sockets)
-        self.workers.append(worker)
+        worker = Worker(self.config, sockets, self.metrics_dir)
+        with self.metrics_lock:
+            self.workers.append(worker)
         logger.info("Started worker process [%d]", worker.pid)
         return worker
 
     def _retire(self, worker: Worker, restart: bool = False) -> None:
-        if worker in self.workers:
-            self.workers.remove(worker)
+        with self.metrics_lock:
+            if worker in self.workers:
+                self.workers.remove(worker)
+            self.retiring.append(worker)
         worker.drain(restart)
-        self.retiring.append(worker)
+
+    def _remove(self, worker: Worker) -> None:
+        """A worker process has ended: its final counts join the totals."""
+        with self.metrics_lock:
+            for pool in (self.workers, self.retiring):
+                if worker in pool:
+                    pool.remove(worker)
+            if worker.metrics is not None:
+                self.totals.process_ended(worker.metrics)
+                worker.metrics.close()
+                worker.metrics = None
+        worker.close()
+
+    def collect_metrics(self) -> bytes:
+        """The pool's metrics (from the endpoint's thread): counters over every
+        worker of this run, gauges over the live ones, and the supervisor's own."""
+        with self.metrics_lock:
+            live = [w for w in (*self.workers, *self.retiring) if w.metrics is not None]
+            values = self.totals.total(w.metrics for w in live if w.metrics is not None)
+            alive = sum(1 for w in live if w.alive())
+            restarts = dict(self.restarts)
+        workers = family(
+            "ketch_workers", "gauge", "Worker processes alive.", [("ketch_workers", alive)]
+        )
+        replaced = family(
+            "ketch_worker_restarts_total",
+            "counter",
+            "Workers replaced, by reason.",
+            [(f'ketch_worker_restarts_total{{reason="{r}"}}', n) for r, n in restarts.items()],
+        )
+        return render(values, [workers, replaced])
 
     def _hand_over(self, worker: Worker, sockets: list[object]) -> None:
         """A worker at --limit-max-requests serves on until its replacement
@@ -287,6 +366,7 @@ class Supervisor:
         elif successor.ready:
             worker.successor = None
             self._retire(worker, restart=True)
+            self.restarts[MAX_REQUESTS] += 1
 
     def _replace_unhealthy(self, worker: Worker) -> None:
         logger.error(
@@ -299,8 +379,8 @@ class Supervisor:
         worker.process.join(0.5)  # time for faulthandler to write (if it is not frozen)
         worker.process.kill()
         worker.process.join(5)
-        self.workers.remove(worker)
-        worker.close()
+        self._remove(worker)
+        self.restarts[UNRESPONSIVE] += 1
 
     def reload(self) -> None:
         """New code: restart the pool, or start it if the last start failed."""
@@ -309,9 +389,9 @@ class Supervisor:
             self.next_spawn = 0.0
             self.crashes = 0
             return
-        self.restart_all(self.sockets)
+        self.restart_all(self.sockets, RELOAD)
 
-    def restart_all(self, sockets: list[object]) -> bool:
+    def restart_all(self, sockets: list[object], reason: str = SIGHUP) -> bool:
         """Replace every worker, one at a time, each replacement serving before the
         old one drains. If a replacement does not start, the old workers stay (and
         the result is False)."""
@@ -321,12 +401,12 @@ class Supervisor:
                 logger.error(
                     "Worker [%d] did not start serving; keeping the running workers", new.pid
                 )
-                self.workers.remove(new)
                 new.process.kill()
                 new.process.join(5)
-                new.close()
+                self._remove(new)
                 return False
             self._retire(old, restart=True)
+            self.restarts[reason] += 1
         return True
 
     def _wait_ready(self, worker: Worker) -> bool:
@@ -368,9 +448,7 @@ class Supervisor:
                 self.signals.clear()
                 worker.process.join(0.1)
             logger.info("Worker [%d] stopped", worker.pid)
-            worker.close()
-        self.workers.clear()
-        self.retiring.clear()
+            self._remove(worker)
 
 
 def run(config: Config) -> int:
