@@ -21,15 +21,11 @@ import mmap
 import os
 import tempfile
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ketch.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from ketch.core.exchange import Exchange
 
 logger = logging.getLogger("ketch.error")
 
@@ -58,17 +54,18 @@ SIZE = SLOTS * 8
 GAUGES = frozenset({WS_OPEN, HTTP_OPEN})
 _REJECTED_INDEX = {status: REJECTIONS + index for index, status in enumerate(REJECTED)}
 # a method's request counters by the status's hundreds digit (0-9; 0 and 1: 1xx, 5-9: 5xx)
-_REQUEST_SLOTS = {
+REQUEST_SLOTS = {
     method: tuple(REQUESTS + m * 5 + min(4, max(0, digit - 1)) for digit in range(10))
     for m, method in enumerate(METHODS)
 }
-_OTHER_SLOTS = _REQUEST_SLOTS["other"]
+OTHER_SLOTS = REQUEST_SLOTS["other"]
 
 
 class Metrics:
     """One process's metrics. Protocols count what only they see through the
     methods below (`context.metrics`, None when metrics are off); exchanges
-    are counted by `Exchange.end()`."""
+    are counted by `Exchange` (ketch.core.exchange), which writes into
+    `values` itself."""
 
     __slots__ = ("_buffer", "values")
 
@@ -103,21 +100,6 @@ class Metrics:
             self._buffer.close()
 
     # --- what protocols count ---------------------------------------------------------
-    def request_started(self) -> None:
-        self.values[STARTED] += 1
-
-    def request_ended(self, exchange: Exchange) -> None:
-        values = self.values
-        slots = _REQUEST_SLOTS.get(exchange.scope.get("method", "GET"), _OTHER_SLOTS)
-        values[slots[min(9, exchange.status // 100)]] += 1
-        duration = exchange.duration
-        values[DURATION + bisect_left(BUCKETS, duration)] += 1
-        values[DURATION_SUM] += duration
-        if exchange.bytes_received:
-            values[RECEIVED_BYTES] += exchange.bytes_received
-        if exchange.bytes_sent:
-            values[SENT_BYTES] += exchange.bytes_sent
-
     def rejected(self, status: int) -> None:
         """ketch answered a request itself and closed: 400, 408, 413, 431, 503, 505."""
         index = _REJECTED_INDEX.get(status)
