@@ -268,6 +268,31 @@ class Config:
             "int",
         ),
     )
+    limit_worker_memory: int | None = _opt(
+        None,
+        Option(
+            "(ketch) Replace a worker whose resident memory passes this many MiB (checked every "
+            "second; Linux): its successor starts and serves, then it drains. Runs the workers "
+            "supervisor, with one worker unless --workers says more.",
+            "int",
+        ),
+    )
+    limit_worker_lifetime: float | None = _opt(
+        None,
+        Option(
+            "(ketch) Replace each worker once it has run this many seconds, the same way: its "
+            "successor serves first, then it drains.",
+            "float",
+        ),
+    )
+    limit_worker_lifetime_jitter: float = _opt(
+        0.0,
+        Option(
+            "(ketch) Maximum seconds added at random to each worker's --limit-worker-lifetime, "
+            "so that workers started together are not replaced together.",
+            "float",
+        ),
+    )
     timeout_keep_alive: int = _opt(
         5,
         Option(
@@ -443,6 +468,13 @@ class Config:
         check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)
         check_range("--reload-delay", self.reload_delay, 0, None)
         check_range("--ssl-cert-reqs", self.ssl_cert_reqs, 0, 2)
+        check_range("--limit-worker-lifetime-jitter", self.limit_worker_lifetime_jitter, 0, None)
+        if self.limit_worker_memory is not None:
+            check_range("--limit-worker-memory", self.limit_worker_memory, 1, None)
+        if self.limit_worker_lifetime is not None:
+            check_range(
+                "--limit-worker-lifetime", self.limit_worker_lifetime, 0, None, exclusive=True
+            )
         for flag, value in (
             ("--limit-concurrency", self.limit_concurrency),
             ("--limit-max-requests", self.limit_max_requests),
@@ -490,9 +522,14 @@ class Config:
         return LOG_LEVELS[self.log_level]
 
     @property
+    def recycles_workers(self) -> bool:
+        """Workers are replaced by memory or age: only a supervisor can do that."""
+        return self.limit_worker_memory is not None or self.limit_worker_lifetime is not None
+
+    @property
     def use_subprocess(self) -> bool:
         """True when a supervisor runs the server in child processes."""
-        return bool(self.reload or (self.workers or 1) > 1)
+        return bool(self.reload or (self.workers or 1) > 1 or self.recycles_workers)
 
     @property
     def trusted_proxies(self) -> list[str]:
