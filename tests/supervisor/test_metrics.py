@@ -9,20 +9,15 @@ import signal
 import socket
 
 import httpx
-from support import KetchProcess, free_port, wait_for, worker_pids
+from support import KetchProcess, free_port, wait_for, wait_workers, worker_pids
 from support.metrics import requests_served, scrape, value
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_the_request_counter_survives_a_killed_worker_exactly() -> None:
     port, metrics_port = free_port(), free_port()
     args = ["support.apps:observed", "--port", str(port), "--workers", "2"]
     with KetchProcess([*args, "--metrics-port", str(metrics_port)]) as process:
-        wait_for(lambda: len(worker_pids(process.proc.pid)) == 2, timeout=30)
+        wait_workers(process.proc.pid, 2, timeout=30)
         process.wait_for_output(r"(?s)(Application startup complete.*){2}", timeout=30)
         sent = 0
         served_by: dict[str, int] = {}

@@ -496,7 +496,10 @@ class Supervisor:
             alive = len(self.metered)
             restarts = dict(self.restarts)
         workers = family(
-            "ketch_workers", "gauge", "Worker processes alive (serving, starting or draining).", [("ketch_workers", alive)]
+            "ketch_workers",
+            "gauge",
+            "Worker processes alive (serving, starting or draining).",
+            [("ketch_workers", alive)],
         )
         replaced = family(
             "ketch_worker_restarts_total",
