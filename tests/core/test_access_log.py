@@ -11,7 +11,6 @@ import signal
 import socket
 import time
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -235,32 +234,6 @@ def test_json_lines_from_every_process_with_a_traceback() -> None:
         "complete": True,
     }
     assert isinstance(first["duration"], float) and 0 < first["duration"] < 5
-
-
-def test_a_log_config_file_wins_over_json(tmp_path: Path) -> None:
-    config = tmp_path / "logging.json"
-    config.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "formatters": {"plain": {"format": "PLAIN %(name)s %(message)s"}},
-                "handlers": {
-                    "out": {
-                        "class": "logging.StreamHandler",
-                        "formatter": "plain",
-                        "stream": "ext://sys.stdout",
-                    }
-                },
-                "loggers": {"ketch": {"handlers": ["out"], "level": "INFO", "propagate": False}},
-            }
-        )
-    )
-    process, port = _ketch("--log-format", "json", "--log-config", str(config))
-    with process:
-        httpx.get(f"http://127.0.0.1:{port}/")
-        process.wait_for_output(r'PLAIN ketch\.access 127\.0\.0\.1:\d+ - "GET / HTTP/1\.1" 200')
-    assert "{" not in process.output
 
 
 def test_a_malformed_format_is_one_line() -> None:

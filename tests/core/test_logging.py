@@ -80,8 +80,10 @@ def test_log_config_json(tmp_path: Path) -> None:
     }
     path = tmp_path / "logging.json"
     path.write_text(json.dumps(config))
-    output = _serve_one_request(["--log-config", str(path)])
+    # a --log-config file wins over --log-format json
+    output = _serve_one_request(["--log-config", str(path), "--log-format", "json"])
     assert "JSONCFG ketch.error INFO Started server process" in output
+    assert '{"time"' not in output
     access = r'JSONCFG ketch.access INFO 127\.0\.0\.1:\d+ - "GET /path\?x=1 HTTP/1\.1" 200'
     assert re.search(access, output)
 
