@@ -10,6 +10,7 @@ writes, closes or hands over asks them first:
 - `writing`: OPEN (answers may be written), LINGER (everything is answered and
   our side half-closed: reading and dropping until the peer closes or the
   deadline), HANDED_OVER (the WebSocket plugin owns the transport), CLOSED.
+  Leaving OPEN closes the `Output` gate: no write can follow, whatever asks.
 
 Requests are answered strictly in the order they came. The one being answered
 is `current`; complete requests pipelined behind it wait in `queue`, and so do
@@ -21,7 +22,8 @@ while a request waits in the queue, after the last request and before a
 handover.
 
 One deadline at a time, named by `due`: KEEP_ALIVE (idle between requests),
-HEAD (a head arriving), BODY (the app waits for body bytes), LINGER (closing).
+HEAD (a head arriving), BODY (the app waits for body bytes), WRITE (the client
+reads none of a full send buffer), LINGER (closing).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ketch.core.api import (
     websocket_scope,
 )
 from ketch.http.cycle import COMPLETE, RequestCycle
+from ketch.http.output import Output
 from ketch.http.request_head import BadRequest, HeadFacts, check_head
 from ketch.http.states import (
     BODY,
@@ -70,7 +73,6 @@ from ketch.http.states import (
     READ_HIGH_WATER,
     SHUTDOWN_GRACE,
     SWITCHING,
-    UNSENT_LIMIT,
     WRITE_DUE,
     Refusal,
 )
@@ -86,12 +88,9 @@ class HTTPConnection(asyncio.Protocol):
     (`ketch.http.parser.ParserEvents`, implemented here)."""
 
     __slots__ = (
-        "_flush_handle",
         "_held",
         "_last_request",
         "_served",
-        "_unsent",
-        "_unsent_size",
         "context",
         "current",
         "deadline",
@@ -99,6 +98,7 @@ class HTTPConnection(asyncio.Protocol):
         "incoming",
         "info",
         "loop",
+        "output",
         "parser",
         "queue",
         "read_flow",
@@ -127,15 +127,12 @@ class HTTPConnection(asyncio.Protocol):
         self._served = False  # a response completed: the client reuses the connection
         self._last_request = False  # take no request after the incoming one
         self._held = b""  # bytes after an upgrade request, for the WebSocket protocol
-        # a streamed response's chunks not written yet, and the flush scheduled
-        self._unsent: list[bytes] = []
-        self._unsent_size = 0
-        self._flush_handle: asyncio.Handle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
         self.transport = cast(asyncio.Transport, transport)
+        self.output = Output(self.transport, self.loop)
         self.read_flow = ReadFlow(self.transport)
         context = self.context
         self.info: ConnectionInfo = context.connection_info(transport)
@@ -165,9 +162,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.writing = CLOSED
+        self.output.open = False
         self.reading = DONE
         self.deadline = 0.0
-        self._unsent.clear()
         self.context.connections.discard(self)
         self.write_flow.connection_lost()
         for cycle in (self.current, self.incoming, *self.queue):
@@ -236,6 +233,7 @@ class HTTPConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.writing is not CLOSED:
             self.writing = CLOSED
+            self.output.open = False
             self.deadline = 0.0
             self.transport.abort()
 
@@ -346,44 +344,6 @@ class HTTPConnection(asyncio.Protocol):
         self._refuse(status, reason)
 
     # --- what the request cycle calls ---------------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Write part of the current response, after what was gathered."""
-        if self._unsent:
-            self.flush(data)
-        elif self.writing is OPEN:
-            self.transport.write(data)
-
-    def write_pair(self, first: bytes, second: bytes) -> None:
-        """Write two parts of the current response with one system call."""
-        self.flush()
-        if self.writing is OPEN:
-            self.transport.writelines((first, second))
-
-    def write_soon(self, data: bytes) -> None:
-        """Part of a streamed response: written with whatever else the app sends
-        before it next suspends (a burst of chunks costs one system call)."""
-        self._unsent.append(data)
-        self._unsent_size += len(data)
-        if self._unsent_size >= UNSENT_LIMIT:
-            self.flush()
-        elif self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self.flush)
-
-    def flush(self, last: bytes = b"") -> None:
-        """Write what `write_soon()` gathered, and `last` after it."""
-        handle = self._flush_handle
-        if handle is not None:
-            self._flush_handle = None
-            handle.cancel()
-        unsent = self._unsent
-        if last:
-            unsent.append(last)
-        if unsent:
-            self._unsent = []
-            self._unsent_size = 0
-            if self.writing is OPEN:
-                self.transport.writelines(unsent)
-
     def wait_for_body(self) -> None:
         """The app waits for body bytes: read on, and start the body deadline."""
         self.read_flow.resume(BODY_BUFFER)
@@ -434,7 +394,7 @@ class HTTPConnection(asyncio.Protocol):
         half-close, read and drop what still comes for a moment, then close."""
         if self.writing is not OPEN:
             return
-        self.flush()
+        self.output.stop()
         self._stop_reading()
         self.incoming = None
         for item in self.queue:  # requests read that will not be answered
@@ -451,7 +411,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.writing is OPEN or self.writing is LINGER:
-            self.flush()
+            self.output.stop()
             self.writing = CLOSED
             self.deadline = 0.0
             self.transport.close()
@@ -537,7 +497,7 @@ class HTTPConnection(asyncio.Protocol):
             self.queue.append(Refusal(status, reason))
 
     def _answer(self, refusal: Refusal) -> None:
-        self.write(error_response(refusal.status, self.context.default_headers))
+        self.output.write(error_response(refusal.status, self.context.default_headers))
         self.finish()
 
     def _hand_over(self, cycle: RequestCycle) -> None:
@@ -548,6 +508,7 @@ class HTTPConnection(asyncio.Protocol):
         buffered = self.parser.take_unparsed() + self._held
         self._held = b""
         self.current = None
+        self.output.stop()
         self.writing = HANDED_OVER
         self.reading = DONE
         self.deadline = 0.0

@@ -1,9 +1,10 @@
 """One HTTP/1.1 request and its ASGI `receive`/`send`.
 
-The cycle talks to its connection through a few methods (`write`,
-`write_soon`, `flush`, `wait_for_body`, `body_waited`, `body_taken`,
-`response_complete`, `close`); the connection decides whether a write may
-still happen. The response's progress is `Response`: START (waiting for
+The cycle writes through its connection's `Output` (`write`, `write_soon`,
+`write_pair`, `flush`: the write gate, closed once the connection stops
+writing) and tells the connection what happens through a few methods
+(`wait_for_body`, `body_waited`, `body_taken`, `response_complete`, `close`).
+The response's progress is `Response`: START (waiting for
 `http.response.start`), STARTED (start received; the head goes out with the
 first body bytes, so a small response is one write), STREAMING (head written,
 more to come), COMPLETE.
@@ -183,7 +184,7 @@ class RequestCycle:
         self.status = status
         self.response = COMPLETE
         self.wake()
-        conn.write(error_response(status, conn.context.default_headers, text))
+        conn.output.write(error_response(status, conn.context.default_headers, text))
         if self.exchange is not None:
             self.exchange.bytes_sent = len(text)
             self.end_exchange(True, status)
@@ -194,7 +195,7 @@ class RequestCycle:
         if self.expect_continue:
             self.expect_continue = False
             if self.response is START and not self.disconnected:
-                self.conn.write(CONTINUE)
+                self.conn.output.write(CONTINUE)
         if self._over():
             return {"type": "http.disconnect"}
         if self.delivered:
@@ -262,6 +263,7 @@ class RequestCycle:
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
+        output = conn.output
         exchange = self.exchange
         if exchange is not None:
             exchange.bytes_sent += len(body)
@@ -270,20 +272,20 @@ class RequestCycle:
             self.response = STREAMING
             data = self._frame(body, more_body)
             if more_body:
-                conn.write_soon(head)
+                output.write_soon(head)
                 if data:
-                    conn.write_soon(data)
+                    output.write_soon(data)
             elif len(data) <= SMALL_BODY:
-                conn.write(head + data)  # one write: one syscall, one packet
+                output.write(head + data)  # one write: one syscall, one packet
             else:
-                conn.write_pair(head, data)  # one syscall (writev), no copy
+                output.write_pair(head, data)  # one syscall (writev), no copy
         else:
             data = self._frame(body, more_body)
             if more_body:
                 if data:
-                    conn.write_soon(data)
+                    output.write_soon(data)
             else:
-                conn.flush(data)
+                output.flush(data)
         if not more_body:
             self.response = COMPLETE
             self.wake()

@@ -71,9 +71,6 @@ LINGER_SECONDS = 2.0
 # first request yet keeps its keep-alive timeout: its client is about to send
 # one, and unlike a reused connection's, that request is not retried.
 SHUTDOWN_GRACE = 0.5
-# Gathered chunks of a streamed response are written once they reach this size
-# (so that flow control sees them).
-UNSENT_LIMIT = 64 * 1024
 
 
 class Refusal(NamedTuple):

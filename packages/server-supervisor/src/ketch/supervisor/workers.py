@@ -30,10 +30,8 @@ serves, RELOADING=1 at a rolling restart and READY=1 again when the new pool
 serves, STOPPING=1 at shutdown, a STATUS= line ("4 workers, 1,234 requests"),
 and WATCHDOG=1 only while the workers pass their health checks.
 
-With --metrics-port the parent serves the pool's metrics: each worker counts
-into an array in a file the parent maps too (`ketch.core.metrics`), and the
-parent keeps the last counts of every worker that exited, so a counter covers
-every worker of the run and never goes down (`collect_metrics()`).
+With --metrics-port the parent serves the whole pool's metrics
+(`ketch.supervisor.pool_metrics`).
 
 Every second the parent pings each worker over a pipe that the worker answers
 from its event loop. A worker that does not answer within
@@ -47,34 +45,28 @@ same way.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import random
-import select
-import shutil
 import signal
-import tempfile
-import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
-from multiprocessing.process import BaseProcess
+from collections.abc import Callable
 from types import FrameType
 
 from ketch.core import Config
 from ketch.core.config_file import reread
 from ketch.core.errors import STARTUP_FAILURE, ConfigError
-from ketch.core.metrics import Metrics, MetricsEndpoint, PoolTotals, family, render
 from ketch.core.sockets import Listener, bind, describe
 from ketch.core.systemd import Notifier
-from ketch.supervisor.child import AT_LIMIT, DUMP_STACKS, PING, READY, worker_main
+from ketch.supervisor.child import DUMP_STACKS
+from ketch.supervisor.pool_metrics import PoolMetrics
+from ketch.supervisor.systemd_report import SystemdReport
+from ketch.supervisor.worker import MIB, PING_INTERVAL, Wakeup, Worker, resident_memory
 
 logger = logging.getLogger("ketch.error")
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 CHECK_INTERVAL = 0.25  # how often the parent looks at its workers
-PING_INTERVAL = 1.0
 READY_TIMEOUT = 60.0  # how long a new worker may take to start serving
 STOP_MARGIN = 5.0  # beyond --timeout-graceful-shutdown before workers are killed
 DUMP_GRACE = 0.5  # time for an unresponsive worker to write its stacks before the kill
@@ -90,154 +82,6 @@ LIFETIME = "lifetime"  # --limit-worker-lifetime
 SIGHUP = "SIGHUP"  # a rolling restart asked for with SIGHUP
 RELOAD = "reload"  # a rolling restart for changed files (--reload)
 RESTART_REASONS = (CRASHED, UNRESPONSIVE, MAX_REQUESTS, MEMORY, LIFETIME, SIGHUP, RELOAD)
-
-MIB = 1024 * 1024
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def resident_memory(pid: int) -> int | None:
-    """Bytes of a process in RAM (its resident set size) from /proc on Linux;
-    None where there is no /proc."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-class Wakeup:
-    """Wakes the parent's loop, from a signal handler or another thread.
-
-    A pipe, not a threading.Event: setting an Event from a signal handler
-    deadlocks when the signal lands while the loop holds the Event's lock (in
-    its wait() or clear()), and the parent then hangs for good."""
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-        # closed once nothing can call set() any more (a file watcher's thread may
-        # hold it after the supervisor is done)
-        weakref.finalize(self, _close, self._read, self._write)
-
-    def set(self) -> None:
-        try:
-            os.write(self._write, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full: a wake-up is pending anyway
-
-    def wait(self, timeout: float, also: Iterable[int] = ()) -> None:
-        """Until set(), something to read in `also`, or `timeout` seconds; then clear."""
-        select.select([self._read, *also], [], [], timeout)
-        try:
-            while os.read(self._read, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-
-def _close(*fds: int) -> None:
-    for fd in fds:
-        os.close(fd)
-
-
-class Worker:
-    """One worker process and the parent's end of its health pipe."""
-
-    def __init__(
-        self, config: Config, sockets: list[object], metrics_dir: str | None = None
-    ) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.health, child_end = context.Pipe()
-        # its metrics, in a file both processes map (with --metrics-port)
-        self.metrics: Metrics | None = None
-        path = None
-        if metrics_dir is not None:
-            self.metrics, path = Metrics.create(metrics_dir)
-        self.process: BaseProcess = context.Process(
-            target=worker_main, args=(config, sockets, child_end, path), name="ketch-worker"
-        )
-        try:
-            self.process.start()
-        except BaseException:
-            self.health.close()
-            if self.metrics is not None:
-                self.metrics.close()
-            raise
-        finally:
-            child_end.close()
-        now = time.monotonic()
-        self.started_at = now
-        self.ready = False
-        self.requests = 0  # served so far, as it last said
-        self.at_limit = False  # reached --limit-max-requests
-        # why it is to be replaced (a RESTART_REASONS key), once it must be
-        self.due: str | None = None
-        self.successor: Worker | None = None  # its replacement, while that starts
-        self.predecessor: Worker | None = None  # the worker this one is to replace
-        self.expires: float | None = None  # when --limit-worker-lifetime is up
-        self.memory_checked = now
-        self.ping_sent: float | None = None
-        self.last_answer = now
-        self.kill_at: float | None = None  # unresponsive: killed then, after its stacks
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.is_alive()
-
-    def receive(self, now: float) -> None:
-        """Read what the worker said: answers to pings, readiness, its request limit."""
-        try:
-            while self.health.poll():
-                answer = self.health.recv_bytes()
-                self.ping_sent = None
-                self.last_answer = now
-                kind, requests = answer[:1], answer[1:]
-                if kind == READY:
-                    self.ready = True
-                elif kind == AT_LIMIT:
-                    self.at_limit = True
-                if requests.isdigit():
-                    self.requests = int(requests)
-        except (EOFError, OSError):
-            pass  # it is exiting: its exit is handled as such
-
-    def ping(self, now: float) -> None:
-        """Send the next health check, a second after the last answer."""
-        if self.ping_sent is None and now - self.last_answer >= PING_INTERVAL:
-            self.ping_sent = now
-            try:
-                self.health.send_bytes(PING)
-            except OSError:
-                pass  # exiting, or it misses this health check
-
-    def overdue(self, now: float, timeout: float) -> bool:
-        return self.ping_sent is not None and now - self.ping_sent > timeout
-
-    def signal(self, sig: int) -> None:
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def drain(self, restart: bool = False) -> None:
-        """Tell the worker to finish what it serves and exit."""
-        self.signal(signal.SIGHUP if restart else signal.SIGTERM)
-
-    def detach(self) -> None:
-        """No longer part of a hand-over (either side)."""
-        if self.successor is not None:
-            self.successor.predecessor = None
-        if self.predecessor is not None:
-            self.predecessor.successor = None
-        self.successor = self.predecessor = None
-
-    def close(self) -> None:
-        self.health.close()
 
 
 class Supervisor:
@@ -258,11 +102,7 @@ class Supervisor:
         self.restarts: dict[str, int] = dict.fromkeys(RESTART_REASONS, 0)
         self.requests_done = 0  # served by workers that have exited
         # systemd: set from the environment by run()
-        self.notify = Notifier()
-        self.announced_ready = False  # READY=1 sent for the pool as it is
-        self.status_sent = ""
-        self.next_status = 0.0
-        self.next_watchdog = 0.0
+        self.systemd = SystemdReport(Notifier())
         self.listeners: list[Listener] = []
         self.signals: deque[int] = deque()
         self.wakeup = Wakeup()
@@ -275,26 +115,17 @@ class Supervisor:
         self.paused = False  # no new workers until reload() (after a failed start)
         # called once per loop turn: the reload supervisor asks for restarts here
         self.poll_hooks: list[Callable[[], None]] = []
-        # --metrics-port: the workers whose arrays are live (started, not yet
-        # reaped), in a private directory; the counts of those that exited
-        self.metrics_dir: str | None = None
-        self.metered: list[Worker] = []
-        self.totals = PoolTotals()
-        self.metrics_lock = threading.Lock()  # the endpoint's thread reads them
+        self.metrics: PoolMetrics | None = None  # --metrics-port
 
     # --- the parent's loop --------------------------------------------------------------
     def run(self) -> int:
         # first of all: from here on every signal only queues work for the loop
         previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED}
         # before any worker starts: they must not inherit systemd's variables
-        self.notify = Notifier.from_environment()
-        endpoint = None
+        self.systemd = SystemdReport(Notifier.from_environment())
         try:
             if self.config.metrics_port is not None:
-                endpoint = MetricsEndpoint(
-                    self.config.metrics_host, self.config.metrics_port, self.collect_metrics
-                )
-                self.metrics_dir = tempfile.mkdtemp(prefix="ketch-metrics-")
+                self.metrics = PoolMetrics(self.config, self.restarts)
             self.listeners = bind(self.config)
             self.sockets = [listener.sock for listener in self.listeners]
             for listener in self.listeners:
@@ -304,8 +135,8 @@ class Supervisor:
                     describe(listener.sock, self.config.is_ssl),
                 )
             logger.info("Started parent process [%d]", os.getpid())
-            if endpoint is not None:
-                endpoint.start()
+            if self.metrics is not None:
+                self.metrics.start()
             if self.config.limit_worker_memory and resident_memory(os.getpid()) is None:
                 logger.warning(
                     "--limit-worker-memory reads /proc/<pid>/statm, which this system does "
@@ -320,11 +151,9 @@ class Supervisor:
                 signal.signal(sig, handler)
             for listener in self.listeners:
                 listener.close()
-            self.notify.close()
-            if endpoint is not None:
-                endpoint.close()
-            if self.metrics_dir is not None:
-                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+            self.systemd.notify.close()
+            if self.metrics is not None:
+                self.metrics.close()
         logger.info("Stopping parent process [%d]", os.getpid())
         return self.exit_code
 
@@ -399,8 +228,11 @@ class Supervisor:
             self._check_limits(worker, now)
         self._advance_replacements(now)
         self._resize(now)
-        if self.notify.enabled:
-            self._notify_systemd(now)
+        if self.systemd.notify.enabled:
+            rolling = self.rolling_reason if self.rolling else None
+            self.systemd.turn(
+                self.workers, self.retiring, self.requests_done, self.target, rolling, now
+            )
         return True
 
     # --- workers that stop ----------------------------------------------------------------
@@ -478,36 +310,11 @@ class Supervisor:
 
     def _forget(self, worker: Worker) -> None:
         """A worker has exited (and said its last words): its requests go to the
-        total, its final counts to the metrics' totals."""
+        total, its final counts to the metrics."""
         self.requests_done += worker.requests
         worker.close()
-        if worker.metrics is not None:
-            with self.metrics_lock:
-                self.totals.process_ended(worker.metrics)
-                self.metered.remove(worker)
-                worker.metrics.close()
-                worker.metrics = None
-
-    def collect_metrics(self) -> bytes:
-        """The pool's metrics (from the endpoint's thread): counters over every
-        worker of this run, gauges over the live ones, and the supervisor's own."""
-        with self.metrics_lock:
-            values = self.totals.total(w.metrics for w in self.metered if w.metrics is not None)
-            alive = len(self.metered)
-            restarts = dict(self.restarts)
-        workers = family(
-            "ketch_workers",
-            "gauge",
-            "Worker processes alive (serving, starting or draining).",
-            [("ketch_workers", alive)],
-        )
-        replaced = family(
-            "ketch_worker_restarts_total",
-            "counter",
-            "Workers replaced, by reason.",
-            [(f'ketch_worker_restarts_total{{reason="{r}"}}', n) for r, n in restarts.items()],
-        )
-        return render(values, [workers, replaced])
+        if self.metrics is not None:
+            self.metrics.ended(worker)
 
     def _back_off(self, now: float) -> None:
         """Workers keep dying: wait longer before each new one (0.5 s, 1 s, ... 30 s)."""
@@ -612,7 +419,8 @@ class Supervisor:
 
     def _spawn(self, now: float) -> Worker | None:
         try:
-            worker = Worker(self.config, self.sockets, self.metrics_dir)
+            metrics_dir = self.metrics.directory if self.metrics is not None else None
+            worker = Worker(self.config, self.sockets, metrics_dir)
         except OSError as exc:  # out of processes or memory: try again later
             self._back_off(now)
             logger.error(
@@ -626,9 +434,8 @@ class Supervisor:
             jitter = random.uniform(0, self.config.limit_worker_lifetime_jitter)
             worker.expires = worker.started_at + lifetime + jitter
         self.workers.append(worker)
-        if worker.metrics is not None:
-            with self.metrics_lock:
-                self.metered.append(worker)
+        if self.metrics is not None:
+            self.metrics.started(worker)
         logger.info("Started worker process [%d]", worker.pid)
         return worker
 
@@ -641,7 +448,7 @@ class Supervisor:
     def reload(self) -> None:
         """New code: restart the pool, or start it if the last start failed."""
         if self.paused or not self.workers:
-            self._reloading()
+            self.systemd.reloading()
             self.paused = False
             self.next_spawn = 0.0
             self.crashes = 0
@@ -659,7 +466,7 @@ class Supervisor:
                 "%s; keeping the running workers", exc, exc_info=not isinstance(exc, ConfigError)
             )
             return
-        self._reloading()
+        self.systemd.reloading()
         # kept, for the case the new settings do not start: replacements of
         # workers that die later must be started with what serves
         self.serving_config, self.config = self.config, config
@@ -668,41 +475,6 @@ class Supervisor:
         # a restart is a fresh start: no back-off left from earlier crashes
         self.crashes = 0
         self.next_spawn = 0.0
-
-    def _reloading(self) -> None:
-        """systemd shows the unit reloading until READY=1, sent once the new pool serves."""
-        self.notify.reloading()
-        self.announced_ready = False
-
-    # --- systemd --------------------------------------------------------------------------
-    def status(self) -> str:
-        """The pool in a line a person reads (`systemctl status`)."""
-        serving = sum(worker.ready for worker in self.workers)
-        requests = self.requests_done + sum(w.requests for w in self.workers + self.retiring)
-        text = f"{serving} worker{'' if serving == 1 else 's'}, {requests:,} requests"
-        return f"restarting ({self.rolling_reason}): {text}" if self.rolling else text
-
-    def healthy(self, now: float) -> bool:
-        """Some workers serve and every one of them answered its last health check
-        in time: what the systemd watchdog stands for."""
-        serving = [worker for worker in self.workers if worker.ready]
-        return bool(serving) and not any(w.overdue(now, PING_INTERVAL) for w in serving)
-
-    def _notify_systemd(self, now: float) -> None:
-        notify, status = self.notify, self.status()
-        serving = sum(worker.ready for worker in self.workers)
-        if not self.announced_ready and serving >= self.target and not self.rolling:
-            self.announced_ready = True
-            self.status_sent = status
-            notify.ready(status)
-        elif now >= self.next_status and status != self.status_sent:
-            self.next_status = now + PING_INTERVAL  # the counts change that often at most
-            self.status_sent = status
-            notify.status(status)
-        interval = notify.watchdog_interval
-        if interval is not None and now >= self.next_watchdog and self.healthy(now):
-            self.next_watchdog = now + interval
-            notify.watchdog()
 
     # --- stopping -----------------------------------------------------------------------
     def _stop_all(self) -> None:
@@ -718,7 +490,7 @@ class Supervisor:
         everyone = self.workers + self.retiring
         self.workers, self.retiring, self.rolling = [], [], []
         logger.info("Stopping %d worker(s)", len(everyone))
-        self.notify.stopping(f"stopping {len(everyone)} worker(s)")
+        self.systemd.notify.stopping(f"stopping {len(everyone)} worker(s)")
         now = time.monotonic()
         timeout = self.config.timeout_graceful_shutdown
         drained_by = None if timeout is None else now + timeout + STOP_MARGIN
