@@ -88,13 +88,13 @@ class WebSocketProtocol(asyncio.Protocol):
         "_due",
         "_exchange",
         "_pending",
-        "_raw_frames",
         "_reading",
         "context",
         "deadline",
         "loop",
         "metrics",
         "on_message",
+        "raw_frames",
         "scope",
         "session",
         "settings",
@@ -125,7 +125,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._reading = ReadFlow(transport)
         self._backlog = 0  # bytes waiting in the transport when it last paused writing
         self._pending: bytes | None = None  # bytes received before the app accepted
-        self._raw_frames = True  # no extension: data frames are framed here
+        self.raw_frames = True  # no extension: data frames are framed here
         self._closing_code = 0  # set when shutdown asks a connecting socket to close
         self._denial: DenialResponse | None = None
         self.metrics = context.metrics
@@ -271,7 +271,7 @@ class WebSocketProtocol(asyncio.Protocol):
         frame, no payload copy for a big one), by the library with one."""
         if self.metrics is not None:
             self.metrics.websocket_sent()
-        if not self._raw_frames:
+        if not self.raw_frames:
             self.transport.write(self.data_frame(data))
             return
         if type(data) is str:
@@ -488,7 +488,7 @@ class WebSocketProtocol(asyncio.Protocol):
         raise NotImplementedError
 
     def accept_response(self, subprotocol: str | None, headers: Headers) -> bytes:
-        """The 101 response with `headers`; sets `_raw_frames` False when an
+        """The 101 response with `headers`; sets `raw_frames` False when an
         extension was negotiated."""
         raise NotImplementedError
 
