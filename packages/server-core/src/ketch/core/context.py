@@ -9,8 +9,10 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ketch.core._types import ASGI3Application
+from ketch.core.access import AccessFormat
+from ketch.core.exchange import Observer
 from ketch.core.headers import DefaultHeaders
-from ketch.core.scope import client_text
+from ketch.core.metrics import Metrics
 from ketch.core.settings import ServerSettings
 from ketch.core.transport import ConnectionInfo, connection_info
 
@@ -60,6 +62,7 @@ class ServerContext:
         loop: asyncio.AbstractEventLoop,
         default_headers: DefaultHeaders,
         lifespan_state: dict[str, Any] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
@@ -70,11 +73,20 @@ class ServerContext:
         self.lifespan_state: dict[str, Any] = lifespan_state if lifespan_state is not None else {}
         self.ws_upgrade: WebSocketUpgrade | None = None
         self.error_logger = logging.getLogger("ketch.error")
+        # this process's counters when metrics are on (--metrics-port), else None
+        self.metrics = metrics
         access = logging.getLogger("ketch.access")
-        # None when access logging is off, so that protocols skip all its work
-        self.access_logger: logging.Logger | None = (
+        access_logger = (
             access if settings.access_log and access.isEnabledFor(logging.INFO) else None
         )
+        # where protocols report their exchanges (ketch.core.exchange); None when
+        # the access log and the metrics are both off, so that they build nothing
+        self.observer: Observer | None = None
+        if access_logger is not None or metrics is not None:
+            fmt = settings.access_log_format
+            self.observer = Observer(
+                access_logger, AccessFormat(fmt) if fmt is not None else None, metrics
+            )
         # coarse clock (loop.time()), refreshed every tick: cheap deadlines
         self.now = loop.time()
         self.total_requests = 0
@@ -129,21 +141,6 @@ class ServerContext:
             task = loop.create_task(coro)  # the app's own task factory
         self.tasks.add(task)
         return task
-
-    def log_access(
-        self,
-        client: tuple[str, int] | None,
-        method: str,
-        path: str,
-        http_version: str,
-        status: int,
-    ) -> None:
-        """One access-log line; nothing at all when access logging is off."""
-        logger = self.access_logger
-        if logger is not None:
-            logger.info(
-                '%s - "%s %s HTTP/%s" %d', client_text(client), method, path, http_version, status
-            )
 
 
 def _nothing() -> None:
