@@ -10,9 +10,13 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
   declare one whose libraries are imported only when it is used.
 - `ClientDisconnected`: what `send()` raises once the client is gone.
 - Per server: `ServerContext` (the app, the loop, the settings, the registry
-  of connections and tasks, limits, the access log) and its frozen
-  `ServerSettings` / `WebSocketSettings`; every connection satisfies
+  of connections and tasks, limits, the observer and the metrics) and its
+  frozen `ServerSettings` / `WebSocketSettings`; every connection satisfies
   `Connection` (a deadline, shutdown, abort).
+- Observing: `Observer` (`context.observer`, None when the access log and the
+  metrics are off) begins an `Exchange` per request, which the protocol fills
+  in and ends once; `Metrics` (`context.metrics`) counts what only a protocol
+  sees (refusals, WebSockets and their messages).
 - Per connection: `ConnectionInfo` (`context.connection_info(transport)`,
   with the `tls` extension of a TLS connection), `ReadFlow` and `WriteFlow`
   (flow control both ways), `wake()`.
@@ -39,6 +43,7 @@ from ketch.core._types import (
     WebSocketScope,
 )
 from ketch.core.context import TICK_SECONDS, ClientDisconnected, Connection, ServerContext
+from ketch.core.exchange import Exchange, Observer
 from ketch.core.files import open_path, send_file
 from ketch.core.headers import DefaultHeaders
 from ketch.core.http1 import (
@@ -63,6 +68,7 @@ from ketch.core.http1 import (
     response_head,
     status_line,
 )
+from ketch.core.metrics import Metrics
 from ketch.core.plugins import (
     HTTPPlugin,
     LazyPlugin,
@@ -108,6 +114,7 @@ __all__ = [
     "Connection",
     "ConnectionInfo",
     "DefaultHeaders",
+    "Exchange",
     "Extensions",
     "Framing",
     "HTTPPlugin",
@@ -116,6 +123,8 @@ __all__ = [
     "LazyPlugin",
     "LoopPlugin",
     "Message",
+    "Metrics",
+    "Observer",
     "Plugin",
     "ReadFlow",
     "ResponseHead",

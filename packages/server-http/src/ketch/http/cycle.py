@@ -30,11 +30,13 @@ from ketch.core.api import (
     EARLY_HINT,
     LAST_CHUNK,
     LENGTH,
+    NO_BODY,
     PATHSEND,
     TRAILERS,
     UNTIL_CLOSE,
     ASGI3Application,
     ClientDisconnected,
+    Exchange,
     Framing,
     Headers,
     Message,
@@ -44,7 +46,6 @@ from ketch.core.api import (
     error_response,
     last_chunk,
     open_path,
-    path_with_query,
     response_head,
 )
 
@@ -88,6 +89,7 @@ class RequestCycle:
         "delivered",
         "discarding",
         "disconnected",
+        "exchange",
         "expect_continue",
         "framing",
         "head_only",
@@ -129,6 +131,8 @@ class RequestCycle:
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self._headers: Any = ()
+        # the access log's and the metrics' record, when either is on
+        self.exchange: Exchange | None = None
         # the app sends trailers (http.response.start's "trailers"): None if not,
         # True when they go on the wire, False when they are dropped
         self.trailers: bool | None = None
@@ -147,6 +151,21 @@ class RequestCycle:
     def on_disconnect(self) -> None:
         self.disconnected = True
         self.wake()
+        if self.exchange is not None:
+            self.end_exchange(False)
+
+    def end_exchange(self, complete: bool, status: int = 0) -> None:
+        """Report the exchange (once): its response went out whole, or not.
+        `status`: ketch's answer in place of the app's."""
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            if status:
+                exchange.status = status
+            elif self.framing is NO_BODY:  # HEAD, 204, 304: the body was not sent
+                exchange.bytes_sent = 0
+            exchange.bytes_received = self.received
+            exchange.end(complete)
 
     # --- running the app --------------------------------------------------------------
     async def run_asgi(self, app: ASGI3Application) -> None:
@@ -191,15 +210,11 @@ class RequestCycle:
         self.status = status
         self.response = COMPLETE
         self.wake()
-        self._log(status)
         conn.output.write(error_response(status, conn.context.default_headers, text))
+        if self.exchange is not None:
+            self.exchange.bytes_sent = len(text)
+            self.end_exchange(True, status)
         conn.response_complete(self)
-
-    def _log(self, status: int) -> None:
-        scope = self.scope
-        self.conn.context.log_access(
-            scope["client"], scope["method"], path_with_query(scope), scope["http_version"], status
-        )
 
     # --- ASGI receive -----------------------------------------------------------------
     async def receive(self) -> Message:
@@ -266,8 +281,10 @@ class RequestCycle:
                 # (RFC 9110 10.1.1)
                 self.keep_alive = False
             self.expect_continue = False
-            if conn.context.access_logger is not None:
-                self._log(self.status)
+            exchange = self.exchange
+            if exchange is not None:
+                exchange.status = self.status
+                exchange.response_headers = self._headers
             return
         if response is COMPLETE:
             raise RuntimeError(
@@ -279,6 +296,9 @@ class RequestCycle:
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         output = conn.output
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.bytes_sent += len(body)
         if response is STARTED:
             head = self._head(None if more_body or self.trailers else len(body))
             self.response = STREAMING
@@ -309,17 +329,23 @@ class RequestCycle:
             # (self._complete(), inlined: this runs for every response)
             self.response = COMPLETE
             self.wake()
-            if self.framing is LENGTH and self.remaining:
+            short = self.framing is LENGTH and self.remaining
+            if short:
                 logger.error("Response content shorter than Content-Length")
                 self.keep_alive = False
+            if exchange is not None:
+                self.end_exchange(not short)
             conn.response_complete(self)
 
     def _complete(self) -> None:
         self.response = COMPLETE
         self.wake()
-        if self.framing is LENGTH and self.remaining:
+        short = self.framing is LENGTH and self.remaining
+        if short:
             logger.error("Response content shorter than Content-Length")
             self.keep_alive = False
+        if self.exchange is not None:
+            self.end_exchange(not short)
         self.conn.response_complete(self)
 
     # --- ASGI extensions (messages other than start and body) ---------------------------
@@ -395,6 +421,8 @@ class RequestCycle:
         finally:
             file.close()
         self.remaining -= sent
+        if self.exchange is not None:
+            self.exchange.bytes_sent += sent
         if sent < count:
             logger.error(
                 "File %s shrank while it was sent (%d of %d bytes): closing the connection",
@@ -405,6 +433,8 @@ class RequestCycle:
             self.keep_alive = False
             self.response = COMPLETE
             self.wake()
+            if self.exchange is not None:
+                self.end_exchange(False)
             conn.close()
         elif self.trailers is not None:
             self.response = TRAILERS_DUE

@@ -53,7 +53,7 @@ class WebSocketsProtocol(WebSocketProtocol):
         self._response: Response | None = response
         self._fragments: list[bytes] | None = None
         self._text = False
-        self._raw_frames = not conn.extensions
+        self.raw_frames = not conn.extensions
         return None
 
     def accept_response(self, subprotocol: str | None, headers: Headers) -> bytes:

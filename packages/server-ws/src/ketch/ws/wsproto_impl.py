@@ -65,7 +65,7 @@ class WSProtoProtocol(WebSocketProtocol):
         conn = handshake.connection
         assert conn is not None
         self._conn: Connection = conn
-        self._raw_frames = not any(extension.enabled() for extension in extensions)
+        self.raw_frames = not any(extension.enabled() for extension in extensions)
         return data
 
     def receive_frames(self, data: bytes) -> None:
