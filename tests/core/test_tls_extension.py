@@ -169,6 +169,30 @@ def test_a_plugin_that_announces_nothing_still_gets_tls(pki: Pki) -> None:
     assert data["tls"]["client_cert_name"] == subject_of(client.cert_chain_pems[0].bytes())
 
 
+def test_behind_the_proxy_protocol(pki: Pki) -> None:
+    """The PROXY header gives the addresses; the TLS after it, the tls extension."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = json.dumps({"client": scope["client"], "tls": scope["extensions"]["tls"]})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    client = pki.ca.issue_cert("client@example.com")
+    with serve(app, proxy_protocol=True, **pki.options(REQUIRED)) as running:
+        raw = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+        raw.sendall(b"PROXY TCP4 203.0.113.7 192.0.2.1 4711 443\r\n")
+        with pki.client_context(client).wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    answer = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert answer["client"] == ["203.0.113.7", 4711]
+    assert answer["tls"]["client_cert_name"] == subject_of(client.cert_chain_pems[0].bytes())
+
+
 def test_cleartext_has_no_tls_extension(http_impl: str) -> None:
     with serve(extensions_json, http=http_impl) as running:
         data = httpx.get(running.url).json()

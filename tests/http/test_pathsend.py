@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import logging
 import os
+import re
 import socket
 import ssl
 import sys
@@ -129,6 +130,29 @@ def test_an_error_the_app_does_not_catch_is_a_500(
         assert client.get("/", params={"path": str(files["small"])}).status_code == 200
     assert "Exception in ASGI application" in caplog.text
     assert "needs an absolute path, not 'relative'" in caplog.text
+
+
+def test_the_access_log_counts_the_files_bytes(
+    files: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The request's line has the file's size, and says when a file came short."""
+    caplog.set_level(logging.INFO, "ketch.access")
+    shrinking = make_file(tmp_path / "shrinking", 32 * MiB)
+    with serve(pathsend, access_log_format="%(U)s %(s)s %(B)s %(X)s") as running:
+        for name in ("small", "large"):
+            httpx.get(running.url, params={"path": str(files[name])})
+        client = SlowReader(running.port, shrinking)
+        try:
+            client.read_some(100_000)
+            os.truncate(shrinking, 0)
+            client.read_to_end(64 * MiB)
+        finally:
+            client.close()
+        wait_for(lambda: caplog.text.count("/ 200") == 3, timeout=5)
+    lines = [line.split("INFO")[-1] for line in caplog.text.splitlines()]
+    assert any(line.endswith(f"/ 200 {files['small'].stat().st_size} -") for line in lines)
+    assert any(line.endswith(f"/ 200 {files['large'].stat().st_size} -") for line in lines)
+    assert any(re.search(r"/ 200 \d+ X$", line) for line in lines)
 
 
 def test_a_fifo_does_not_block_the_server(tmp_path: Path) -> None:
