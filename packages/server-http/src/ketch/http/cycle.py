@@ -268,9 +268,25 @@ class RequestCycle:
         if exchange is not None:
             exchange.bytes_sent += len(body)
         if response is STARTED:
-            head = self._head(None if more_body else len(body))
+            # the head, with the framing decided (ketch-core's HTTP/1 writer)
+            size = len(body)
+            head, framing, remaining, self.keep_alive = response_head(
+                self.status,
+                self._headers,
+                conn.context.default_headers,
+                self.scope["http_version"] == "1.0",  # http_10
+                self.head_only,
+                self.keep_alive,
+                None if more_body else size,  # the whole body: its length is known
+            )
+            self.framing = framing
             self.response = STREAMING
-            data = self._frame(body, more_body)
+            if framing is LENGTH and remaining == size and not more_body:
+                self.remaining = 0  # (_frame(), inlined for the usual one-message body)
+                data = body if type(body) is bytes else bytes(body)
+            else:
+                self.remaining = remaining
+                data = self._frame(body, more_body)
             if more_body:
                 output.write_soon(head)
                 if data:
@@ -314,17 +330,3 @@ class RequestCycle:
         if framing is UNTIL_CLOSE:
             return bytes(body)
         return b""
-
-    def _head(self, final_size: int | None) -> bytes:
-        """The response head. `final_size` is the body size when the first body
-        message is also the last, so a Content-Length can be added."""
-        data, self.framing, self.remaining, self.keep_alive = response_head(
-            self.status,
-            self._headers,
-            self.conn.context.default_headers,
-            self.scope["http_version"] == "1.0",  # http_10
-            self.head_only,
-            self.keep_alive,
-            final_size,
-        )
-        return data
