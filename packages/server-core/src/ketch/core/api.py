@@ -10,7 +10,7 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
   declare one whose libraries are imported only when it is used.
 - Per server: `ServerContext` (the app, the loop, the settings, the registry
   of connections and tasks, limits, the access log) and its frozen
-  `ServerSettings` / `WebSocketSettings`; every connection satisfies
+  `ServerSettings` / `WebSocketSettings` / `HTTP2Settings`; every connection satisfies
   `Connection` (a deadline, shutdown, abort).
 - Per connection: `ConnectionInfo` (`context.connection_info(transport)`),
   `ReadFlow` and `WriteFlow` (flow control both ways), `wake()`.
@@ -64,7 +64,7 @@ from ketch.core.plugins import (
     WebSocketUpgrade,
 )
 from ketch.core.scope import client_text, http_scope, path_with_query, split_target, websocket_scope
-from ketch.core.settings import ServerSettings, WebSocketSettings
+from ketch.core.settings import HTTP2Settings, ServerSettings, WebSocketSettings
 from ketch.core.transport import ConnectionInfo, ReadFlow, WriteFlow, wake
 
 __all__ = [
@@ -82,6 +82,7 @@ __all__ = [
     "ConnectionInfo",
     "DefaultHeaders",
     "Framing",
+    "HTTP2Settings",
     "HTTPPlugin",
     "HTTPScope",
     "Headers",
