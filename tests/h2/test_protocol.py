@@ -271,9 +271,11 @@ def test_expect_100_continue_gets_an_interim_response() -> None:
 
 def test_root_path_lifespan_state_and_access_log(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ketch.access")
-    with serve(scope_json, http2=True, root_path="/api", lifespan="on") as running:
-        with h2_client() as client:
-            scope = client.get(f"{running.url}/items?q=1").json()
+    with (
+        serve(scope_json, http2=True, root_path="/api", lifespan="on") as running,
+        h2_client() as client,
+    ):
+        scope = client.get(f"{running.url}/items?q=1").json()
     assert scope["root_path"] == "/api"
     assert scope["path"] == "/api/items"
     assert scope["state"] == {"greeting": "hello from lifespan"}
@@ -413,6 +415,3 @@ def test_request_trailers_end_the_body() -> None:
         h2.request(1, method="POST", body=b"data", end_stream=False)
         h2.send(h2.headers(1, [(b"x-checksum", b"abc")], end_stream=True))
         assert h2.response(1).body == b"data"
-
-
-_ = (DATA, END_STREAM)

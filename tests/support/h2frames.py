@@ -242,6 +242,28 @@ class RawH2:
             if read.flags & END_STREAM and read.kind in (HEADERS, DATA):
                 response.ended = True
 
+    def poll(self) -> list[Frame]:
+        """The frames that have arrived, without waiting for more."""
+        before = len(self.frames)
+        while not self.closed:
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            if not pending and not select.select([self.sock], [], [], 0)[0]:
+                break
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            if not chunk:
+                self.closed = True
+            self.buffer += chunk
+        while True:
+            try:
+                if self.read_frame(0.001) is None:
+                    break
+            except TimeoutError:
+                break
+        return self.frames[before:]
+
     def read_until(self, done: object, timeout: float | None = None) -> Frame | None:
         """Read frames until `done(frame)` is true for one (returned), or the
         connection closes (None)."""
@@ -268,8 +290,17 @@ class RawH2:
                 size = len(read.payload)
                 self.send(window_update(0, size) + window_update(read.stream_id, size))
 
+    def settled(self) -> RawH2:
+        """Read the server's SETTINGS (and acknowledge them): after this, no frame of
+        ours comes between a test's HEADERS and CONTINUATION frames."""
+        self.read_until(lambda read: read.kind == SETTINGS and not read.flags & ACK)
+        return self
+
     def goaway(self, timeout: float | None = None) -> Frame:
-        """Read until a GOAWAY frame."""
+        """The first GOAWAY frame, read now or before."""
+        for read in self.frames:
+            if read.kind == GOAWAY:
+                return read
         found = self.read_until(lambda read: read.kind == GOAWAY, timeout)
         if found is None:
             raise ConnectionError(f"closed without GOAWAY; frames: {self.frames}")

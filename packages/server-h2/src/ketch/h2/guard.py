@@ -13,7 +13,8 @@ through untouched, so a request costs one header check per frame) and:
 - times and sizes each header block (HEADERS and its CONTINUATION frames),
   which h2 buffers silently until it ends: the connection's deadline closes
   one that takes longer than `--timeout-request-header`, and one that grows
-  past `block_limit` bytes ends the connection at once (CVE-2024-27316);
+  past `block_limit` bytes or `MAX_BLOCK_FRAMES` frames ends the connection at
+  once (CVE-2024-27316);
 - takes the client's GOAWAY frames out of the stream for the connection to
   handle: h2 would end the connection on the spot, while a GOAWAY with
   NO_ERROR only means that the client opens no more streams.
@@ -44,6 +45,10 @@ _USEFUL = frozenset({WINDOW_UPDATE, PUSH_PROMISE, GOAWAY})
 BURST: Final = 1000
 REFILL_PER_SECOND: Final = 100.0
 
+# A header block of more frames than this ends the connection (h2 would stop
+# at 64 CONTINUATION frames too, with PROTOCOL_ERROR).
+MAX_BLOCK_FRAMES: Final = 32
+
 PREFACE_SIZE: Final = 24
 
 
@@ -52,6 +57,7 @@ class FrameGuard:
 
     __slots__ = (
         "block_end",
+        "block_frames",
         "block_limit",
         "block_since",
         "block_size",
@@ -71,6 +77,7 @@ class FrameGuard:
         self.offset = 0  # bytes of the stream seen before the current chunk
         self.block_since = 0.0  # when the header block in progress began; 0.0: none
         self.block_size = 0
+        self.block_frames = 0
         self.block_end = 0  # stream offset where the block's last frame ends; 0: unknown
         self.budget = float(BURST)
         self.budget_time = now
@@ -101,11 +108,12 @@ class FrameGuard:
                 if self.block_since == 0.0:
                     self.block_since = now
                     self.block_size = 0
-                self._extend_block(length, flags, end)
+                    self.block_frames = 0
+                self._extend_block(length, flags, end, size)
             elif kind == CONTINUATION:
                 if length == 0 and not flags & END_HEADERS:
                     self.charge(now)
-                self._extend_block(length, flags, end)
+                self._extend_block(length, flags, end, size)
             elif kind == DATA:
                 if length == 0 and not flags & END_STREAM:
                     self.charge(now)
@@ -135,12 +143,18 @@ class FrameGuard:
         kept.append(data[start:size])
         return b"".join(kept)
 
-    def _extend_block(self, length: int, flags: int, end: int) -> None:
+    def _extend_block(self, length: int, flags: int, end: int, size: int) -> None:
+        """A HEADERS or CONTINUATION frame ending at `end` of the chunk of `size`."""
         self.block_size += length
-        if self.block_size > self.block_limit:
+        self.block_frames += 1
+        if self.block_size > self.block_limit or self.block_frames > MAX_BLOCK_FRAMES:
             self.flood = True
         if flags & END_HEADERS:
-            self.block_end = self.offset + end  # (relative to this chunk until _advance)
+            if end <= size:  # the block is here whole
+                self.block_since = 0.0
+                self.block_end = 0
+            else:  # its last frame ends in a later chunk
+                self.block_end = self.offset + end
 
     def _advance(self, size: int) -> None:
         self.offset += size
