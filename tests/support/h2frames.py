@@ -325,3 +325,112 @@ class RawH2:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Multiplexer:
+    """Threads, each keeping `streams` requests in flight on one HTTP/2
+    connection at a time, as a well-behaved client does across a server's
+    restarts (RFC 9113 6.8): after a GOAWAY it opens no stream there, retries
+    the streams the GOAWAY did not cover (and REFUSED_STREAM ones) on a new
+    connection, and reconnects once the server closed. A request lost is one
+    the server took (at or below the last stream named) and never answered."""
+
+    def __init__(self, port: int, threads: int = 2, streams: int = 20) -> None:
+        import threading
+
+        self.port = port
+        self.streams = streams
+        self.ok = 0
+        self.retried = 0
+        self.connections = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        pending = 0  # requests to send again on the next connection
+        while not self._stop.is_set() or pending:
+            try:
+                pending = self._connection(pending)
+            except OSError as exc:
+                if not self._stop.is_set():
+                    with self._lock:
+                        self.failures.append(f"connect: {exc}")
+                return
+
+    def _connection(self, pending: int) -> int:
+        with RawH2(self.port, timeout=10) as conn:
+            with self._lock:
+                self.connections += 1
+            next_id = 1
+            in_flight: set[int] = set()
+            last: int | None = None  # the smallest last stream named by a GOAWAY
+            while True:
+                while (
+                    last is None
+                    and len(in_flight) < self.streams
+                    and (pending or not self._stop.is_set())
+                ):
+                    conn.request(next_id)
+                    in_flight.add(next_id)
+                    next_id += 2
+                    pending = max(0, pending - 1)
+                if not in_flight and (last is not None or self._stop.is_set()):
+                    return pending
+                read = conn.read_frame()
+                if read is None:  # closed: what it had not answered
+                    for stream_id in in_flight:
+                        if last is not None and stream_id > last:
+                            pending += 1
+                            with self._lock:
+                                self.retried += 1
+                        else:
+                            with self._lock:
+                                self.failures.append(f"stream {stream_id} lost at the close")
+                    return pending
+                if read.kind == GOAWAY:
+                    named = read.last_stream_id
+                    last = named if last is None else min(last, named)
+                    for stream_id in [s for s in in_flight if s > last]:
+                        in_flight.discard(stream_id)
+                        pending += 1
+                        with self._lock:
+                            self.retried += 1
+                elif read.kind == DATA and read.payload:
+                    size = len(read.payload)
+                    conn.send(window_update(0, size) + window_update(read.stream_id, size))
+                response = conn.responses.get(read.stream_id)
+                if read.stream_id in in_flight and response is not None:
+                    if response.reset is not None:
+                        in_flight.discard(read.stream_id)
+                        if response.reset == REFUSED_STREAM:
+                            pending += 1
+                            with self._lock:
+                                self.retried += 1
+                        else:
+                            with self._lock:
+                                self.failures.append(f"stream reset with {response.reset}")
+                    elif response.ended:
+                        in_flight.discard(read.stream_id)
+                        with self._lock:
+                            if response.status == 200:
+                                self.ok += 1
+                            else:
+                                self.failures.append(f"status {response.status}")
+
+    def wait_for_requests(self, count: int, timeout: float = 20.0) -> None:
+        from support import wait_for
+
+        start = self.ok
+        wait_for(lambda: self.ok - start >= count, timeout=timeout)
+
+    def __enter__(self) -> Multiplexer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
