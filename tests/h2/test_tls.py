@@ -63,9 +63,11 @@ def test_ssl_context_factory_gets_alpn_too(ca: trustme.CA, tls: dict[str, str]) 
         context: ssl.SSLContext = default()
         return context
 
-    with serve(scope_json, http2=True, ssl_context_factory=factory, **tls) as running:
-        with RawH2(running.port, ssl_context=client_context(ca)) as raw:
-            assert isinstance(raw.sock, ssl.SSLSocket)
-            assert raw.sock.selected_alpn_protocol() == "h2"
-            raw.request(1)
-            assert raw.response(1).status == 200
+    with (
+        serve(scope_json, http2=True, ssl_context_factory=factory, **tls) as running,
+        RawH2(running.port, ssl_context=client_context(ca)) as raw,
+    ):
+        assert isinstance(raw.sock, ssl.SSLSocket)
+        assert raw.sock.selected_alpn_protocol() == "h2"
+        raw.request(1)
+        assert raw.response(1).status == 200
