@@ -308,26 +308,6 @@ def test_zero_window_held_forever_resets_the_stream() -> None:
             id="even-stream-id",
         ),
         pytest.param(
-            lambda h2: frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                1,
-                h2.header_block([*h2.request_headers(), (b"X-Upper", b"1")]),
-            ),
-            PROTOCOL_ERROR,
-            id="uppercase-header-name",
-        ),
-        pytest.param(
-            lambda h2: frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                1,
-                h2.header_block([*h2.request_headers(), (b"connection", b"keep-alive")]),
-            ),
-            PROTOCOL_ERROR,
-            id="connection-header",
-        ),
-        pytest.param(
             lambda h2: frame(DATA, 0, 1, b"x" * 20000), FRAME_SIZE_ERROR, id="frame-too-large"
         ),
         pytest.param(
@@ -358,6 +338,48 @@ def test_protocol_errors_get_goaway_with_the_right_code(raw: Any, code: int) -> 
             assert goaway.error_code == code
             assert h2.wait_closed()
         assert_serves(running)
+
+
+MALFORMED = [
+    pytest.param([(b"X-Upper", b"1")], id="uppercase-name"),
+    pytest.param([(b"connection", b"keep-alive")], id="connection-header"),
+    pytest.param([(b"transfer-encoding", b"chunked")], id="transfer-encoding"),
+    pytest.param([(b"te", b"gzip")], id="te-not-trailers"),
+    pytest.param([(b"x-space", b" leading")], id="whitespace-at-the-start"),
+    pytest.param([(b"x-nul", b"a\x00b")], id="nul-in-value"),
+    pytest.param([(b"x-lf", b"a\nb")], id="lf-in-value"),
+    pytest.param([(b"", b"empty name")], id="empty-name"),
+    pytest.param([(b"x:colon", b"1")], id="colon-in-name"),
+    pytest.param([(b":path", b"/again")], id="repeated-pseudo-header"),
+    pytest.param([(b":status", b"200")], id="response-pseudo-header"),
+    pytest.param([(b":protocol", b"websocket")], id="protocol-without-extended-connect"),
+    pytest.param([(b"host", b"elsewhere")], id="host-differs-from-authority"),
+]
+
+
+@pytest.mark.parametrize("extra", MALFORMED)
+def test_malformed_request_resets_its_stream_only(extra: list[tuple[bytes, bytes]]) -> None:
+    """RFC 9113 8.1.1: a malformed request is a stream error (PROTOCOL_ERROR);
+    the connection's other streams go on."""
+    with serve(hello, http2=True) as running, RawH2(running.port) as h2:
+        h2.request(1, extra=extra)
+        assert h2.response(1).reset == PROTOCOL_ERROR
+        h2.request(3)
+        assert h2.response(3).status == 200
+
+
+def test_pseudo_header_after_a_regular_field_or_missing_is_malformed() -> None:
+    with serve(echo, http2=True) as running, RawH2(running.port) as h2:
+        fields = h2.request_headers()
+        h2.send(h2.headers(1, [fields[0], (b"x-a", b"1"), *fields[1:]]))
+        assert h2.response(1).reset == PROTOCOL_ERROR
+        h2.send(h2.headers(3, [field for field in fields if field[0] != b":path"]))
+        assert h2.response(3).reset == PROTOCOL_ERROR
+        h2.request(5, body=b"x", end_stream=False)
+        h2.send(h2.headers(5, [(b":path", b"/trailer")], end_stream=True))
+        assert h2.response(5).reset == PROTOCOL_ERROR
+        h2.request(7, method="POST", body=b"ok")
+        assert h2.response(7).body == b"ok"
 
 
 def test_malformed_method_target_or_value_is_400_on_the_stream() -> None:

@@ -34,7 +34,6 @@ import asyncio
 import enum
 import logging
 import os
-import re
 import struct
 from collections.abc import Callable
 from typing import Final, cast
@@ -66,13 +65,14 @@ from ketch.core.api import (
     http_scope,
 )
 from ketch.h2.guard import FrameGuard
+from ketch.h2.request import read_request
 from ketch.h2.stream import (
     CANCEL,
     ENHANCE_YOUR_CALM,
     NO_ERROR,
+    PROTOCOL_ERROR,
     REFUSED_STREAM,
     Stream,
-    request_headers,
 )
 
 logger = logging.getLogger("ketch.error")
@@ -101,13 +101,6 @@ LINGER_SECONDS: Final = 2.0
 ANY_STREAM: Final = 2**31 - 1
 # reasons to pause reading (ReadFlow bits)
 WRITE_BACKLOG: Final = 1  # the client does not read what we write
-
-# RFC 9113 8.3.1: a method is a token; the path, visible ASCII
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_COMMON_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
-_BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
-# RFC 9110 5.5: control characters have no place in a field value (h2 checks NUL, CR, LF)
-_BAD_VALUE = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 _GOAWAY = struct.Struct("!I")
 
@@ -138,7 +131,9 @@ def _h2_config() -> H2Configuration:
     return H2Configuration(
         client_side=False,
         header_encoding=None,
-        # the response headers are checked (and lowercased) by ketch.core's checked_headers()
+        # requests are checked by ketch.h2.request, a malformed one as a stream
+        # error (h2 would end the connection); responses by ketch.core's checked_headers()
+        validate_inbound_headers=False,
         validate_outbound_headers=False,
         normalize_outbound_headers=False,
     )
@@ -260,7 +255,13 @@ class HTTP2Connection(asyncio.Protocol):
                 if self._ping and cast(PingAckReceived, event).ping_data == self._ping:
                     self._second_goaway()
             elif kind is TrailersReceived:
-                pass  # not part of ASGI's http.request: the body ends with StreamEnded
+                # not part of ASGI's http.request (the body ends with StreamEnded)
+                # but checked: pseudo-header fields make them malformed
+                trailers = cast(TrailersReceived, event)
+                if any(name[:1] == b":" for name, _ in trailers.headers):
+                    stream = self.streams.get(trailers.stream_id)
+                    if stream is not None:
+                        self.reset(stream, PROTOCOL_ERROR)
             elif kind is ConnectionTerminated:  # (the guard takes GOAWAY frames out)
                 pass
         if guard.goaways:
@@ -366,24 +367,30 @@ class HTTP2Connection(asyncio.Protocol):
             h2.reset_stream(stream_id, REFUSED_STREAM)  # beyond MAX_CONCURRENT_STREAMS
             self.guard.charge(self.context.now)
             return
-        method, target, headers, size = request_headers(event.headers)
+        head = read_request(event.headers)
         context = self.context
+        if head.malformed:
+            context.error_logger.info(
+                "Resetting HTTP/2 stream from %s: malformed request (%s)",
+                _peer(self.info),
+                head.malformed,
+            )
+            h2.reset_stream(stream_id, PROTOCOL_ERROR)
+            self.guard.charge(context.now)
+            return
         settings = self.settings
+        headers = head.headers
         status = 0
-        if method not in _COMMON_METHODS and _TOKEN.fullmatch(method) is None:
+        if head.bad:
             status = 400
-            method = b"GET"  # (for the scope of the answer)
-        if _BAD_TARGET.search(target) is not None:
-            status = 400
-            target = b"/"
-        if (
-            size > settings.limit_request_header_size
+        elif (
+            head.size > settings.limit_request_header_size
             or len(headers) > settings.limit_request_headers
         ):
             status = 431
-        elif _BAD_VALUE.search(b"\n".join([value for _, value in headers])) is not None:
-            status = 400
-        scope = http_scope(context, self.info, method.decode("ascii"), "2", target, headers)
+        method = "GET" if head.bad else head.method.decode("ascii")
+        target = b"/" if head.bad else head.target
+        scope = http_scope(context, self.info, method, "2", target, headers)
         stream = Stream(self, stream_id, scope, event.stream_ended is not None)
         streams = self.streams
         if not streams:

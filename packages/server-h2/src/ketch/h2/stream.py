@@ -23,13 +23,8 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from ketch.core.api import (
-    ASGI3Application,
-    Headers,
-    Message,
-    checked_headers,
-    path_with_query,
-)
+from ketch.core.api import ASGI3Application, Message, checked_headers, path_with_query
+from ketch.h2.request import CONNECTION_SPECIFIC
 
 if TYPE_CHECKING:
     from ketch.h2.connection import HTTP2Connection
@@ -49,11 +44,6 @@ STARTED: Final = Response.STARTED
 STREAMING: Final = Response.STREAMING
 COMPLETE: Final = Response.COMPLETE
 
-# RFC 9113 8.2.2: connection-specific header fields have no meaning in HTTP/2;
-# an app's are left out of the response.
-CONNECTION_SPECIFIC: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
 STATUS: Final[dict[int, bytes]] = {status.value: b"%d" % status.value for status in http.HTTPStatus}
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 
@@ -322,33 +312,3 @@ INTERNAL_ERROR: Final = 0x2
 REFUSED_STREAM: Final = 0x7
 CANCEL: Final = 0x8
 ENHANCE_YOUR_CALM: Final = 0xB
-
-
-def request_headers(raw: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, Headers, int]:
-    """(method, target, headers, size) of a request's header list (checked by
-    h2): the pseudo-header fields taken out, `:authority` first as `host`
-    (ASGI), the target the `:path` (the authority for a CONNECT), the size the
-    header list's as RFC 9113 counts it (names, values, 32 bytes a field)."""
-    method = path = b""
-    authority: bytes | None = None
-    host: bytes | None = None
-    headers: Headers = []
-    size = 0
-    for name, value in raw:
-        size += len(name) + len(value) + 32
-        if name[:1] == b":":
-            if name == b":method":
-                method = value
-            elif name == b":path":
-                path = value
-            elif name == b":authority":
-                authority = value
-        elif name == b"host":
-            host = value
-        else:
-            headers.append((name, value))
-    if authority is None:
-        authority = host
-    if authority is not None:
-        headers.insert(0, (b"host", authority))
-    return method, path or authority or b"/", headers, size
