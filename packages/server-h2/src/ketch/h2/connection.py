@@ -64,6 +64,7 @@ from ketch.core.api import (
     half_close,
     http_scope,
 )
+from ketch.h2.encoder import HeaderEncoder
 from ketch.h2.guard import FrameGuard
 from ketch.h2.request import read_request
 from ketch.h2.stream import (
@@ -196,6 +197,7 @@ class HTTP2Connection(asyncio.Protocol):
                 SettingCodes.MAX_HEADER_LIST_SIZE: settings.limit_request_header_size,
             },
         )
+        h2.encoder = HeaderEncoder()  # type: ignore[assignment]
         # A header list up to the limit gets the stream a 431; a bigger one
         # (an HPACK bomb) is not even decoded: GOAWAY ENHANCE_YOUR_CALM.
         h2.decoder.max_header_list_size = hard_limit
