@@ -6,6 +6,7 @@ from __future__ import annotations
 import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ketch.h2.encoder import HeaderEncoder
 
 NAMES = [b"content-type", b"date", b"server", b"set-cookie", b"x-a", b"x-bb", b":status", b"etag"]
