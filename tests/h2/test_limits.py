@@ -187,6 +187,20 @@ def test_idle_connection_gets_goaway_at_the_keep_alive_timeout() -> None:
         assert busy.response(1).status == 200
 
 
+def test_a_long_lived_connection_does_not_grow() -> None:
+    """h2 remembers how each closed stream ended, for the last 65,536 streams
+    (about 9 MB on a proxy's connection that serves for hours); ketch keeps
+    the last 1,024."""
+    with serve(hello, http2=True) as running, RawH2(running.port) as h2:
+        for start in range(1, 3001, 200):
+            ids = range(start, start + 200, 2)
+            h2.send(b"".join(h2.headers(i, h2.request_headers()) for i in ids))
+            for i in ids:
+                assert h2.response(i).status == 200
+        (connection,) = running.context.connections
+        assert len(connection.h2._closed_streams) == 1024  # (h2's record, 1,500 streams on)
+
+
 # --- floods --------------------------------------------------------------------------
 def test_rapid_reset_ends_in_goaway_and_cancels_the_apps_work() -> None:
     """CVE-2023-44487: streams opened and reset at once, over and over."""

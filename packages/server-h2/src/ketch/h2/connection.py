@@ -128,6 +128,17 @@ class _LocalSettings(Settings):
         self[SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
+class _H2Connection(H2Connection):
+    """h2's connection state, remembering fewer closed streams: h2 keeps how each
+    stream ended (to answer a late frame on a reset one with RST_STREAM rather
+    than end the connection) for the last 65,536 streams, about 9 MB on a
+    long-lived connection; frames come late by a round trip at most."""
+
+    def __init__(self, config: H2Configuration, remembered: int) -> None:
+        self.MAX_CLOSED_STREAMS = remembered
+        super().__init__(config)
+
+
 def _h2_config() -> H2Configuration:
     return H2Configuration(
         client_side=False,
@@ -189,7 +200,7 @@ class HTTP2Connection(asyncio.Protocol):
         # an encoded header block beyond twice the header-list limit ends the connection
         hard_limit = 2 * settings.limit_request_header_size
         self.guard = FrameGuard(hard_limit, context.now)
-        h2 = self.h2 = H2Connection(_h2_config())
+        h2 = self.h2 = _H2Connection(_h2_config(), max(1024, 4 * self.max_streams))
         h2.local_settings = _LocalSettings(
             client=False,
             initial_values={
