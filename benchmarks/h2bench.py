@@ -128,12 +128,8 @@ def run_h2(name: str, tls: bool, args: argparse.Namespace, cert: Path, key: Path
                 h2load(port, tls, ["-n", "5000", "-c", "8", "-m", "10"])  # warm-up
                 requests_log = Path(tmp) / "requests.tsv"
                 cpu = server.cpu_seconds()
-                _, proc = h2load(
-                    port,
-                    tls,
-                    ["-c", str(args.connections), "-m", str(args.streams), "-D", str(args.duration)],
-                    requests_log,
-                )
+                load = ["-c", str(args.connections), "-m", str(args.streams)]
+                _, proc = h2load(port, tls, [*load, "-D", str(args.duration)], requests_log)
                 cpu = server.cpu_seconds() - cpu
             finally:
                 server.stop()
@@ -250,14 +246,14 @@ def markdown(results: Record) -> str:
         f"HTTP/2, `h2load -c {args['connections']} -m {args['streams']} -D {args['duration']}` "
         f"on `apps:hello`, {results['machine']}, median of {args['rounds']} interleaved rounds:",
         "",
-        "| server | transport | requests/s | vs Hypercorn | server CPU µs/request "
+        "| server | transport | requests/s | ratio to Hypercorn | server CPU µs/request "
         "| p50 ms | p99 ms | failed |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["http2"]:
         lines.append(
             f"| {row['server']} | {'TLS (ALPN h2)' if row['tls'] else 'cleartext (h2c)'} "
-            f"| {row['rate']:,.0f} | {row['ratio']:.2f}× | {row['cpu_us']:.0f} "
+            f"| {row['rate']:,.0f} | {row['ratio']:.2f} | {row['cpu_us']:.0f} "
             f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['failed']} |"
         )
     if results["http1"]:

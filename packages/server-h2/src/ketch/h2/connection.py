@@ -401,9 +401,7 @@ class HTTP2Connection(asyncio.Protocol):
             or len(headers) > settings.limit_request_headers
         ):
             status = 431
-        method = "GET" if head.bad else head.method.decode("ascii")
-        target = b"/" if head.bad else head.target
-        scope = http_scope(context, self.info, method, "2", target, headers)
+        scope = http_scope(context, self.info, head.method, "2", head.target, headers)
         stream = Stream(self, stream_id, scope, event.stream_ended is not None)
         streams = self.streams
         if not streams:
@@ -418,14 +416,10 @@ class HTTP2Connection(asyncio.Protocol):
             stream.respond_error(status)
             return
         limit = settings.limit_request_body
-        if limit is not None:
-            for name, value in headers:
-                if name == b"content-length" and value.isdigit() and int(value) > limit:
-                    stream.respond_error(413)
-                    return
-        for name, value in headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                stream.expect_continue = True
+        if limit is not None and head.content_length is not None and head.content_length > limit:
+            stream.respond_error(413)
+            return
+        stream.expect_continue = head.expect_continue
         if settings.limit_concurrency is not None and context.over_concurrency_limit():
             stream.respond_error(503)
             return

@@ -32,17 +32,22 @@ _MALFORMED_VALUES = re.compile(rb"[\r\n]|(?:^|\x00)[ \t]|[ \t](?:\x00|$)")
 _CONTROL_IN_VALUES = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # a method is a token; a target, visible ASCII
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_COMMON_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
+_COMMON_METHODS = {
+    method: method.decode("ascii")
+    for method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
+}
 _BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
 
 
 class RequestHead(NamedTuple):
-    method: bytes
-    target: bytes  # the :path (the :authority of a CONNECT)
+    method: str  # "GET" when `bad`
+    target: bytes  # the :path (the :authority of a CONNECT); "/" when `bad`
     headers: Headers  # the pseudo-header fields left out, :authority first as `host` (ASGI)
     size: int  # of the header list as RFC 9113 counts it: names, values, 32 bytes a field
     malformed: str  # why the request is malformed; empty when it is not
     bad: bool  # something HTTP/1.1 answers with 400
+    content_length: int | None  # of the request body, when given (h2 checks it is a number)
+    expect_continue: bool  # the client waits for 100 Continue before the body
 
 
 def read_request(raw: list[tuple[bytes, bytes]]) -> RequestHead:
@@ -57,6 +62,8 @@ def read_request(raw: list[tuple[bytes, bytes]]) -> RequestHead:
     values: list[bytes] = []
     size = 0
     malformed = ""
+    content_length: int | None = None
+    expect_continue = False
     for field in raw:
         name, value = field
         size += len(name) + len(value) + 32
@@ -87,6 +94,10 @@ def read_request(raw: list[tuple[bytes, bytes]]) -> RequestHead:
             continue  # the host goes first, below
         elif name == b"te" and value.lower() != b"trailers":
             malformed = "TE other than trailers"
+        elif name == b"content-length" and value.isdigit():
+            content_length = int(value)
+        elif name == b"expect":
+            expect_continue = value.lower() == b"100-continue"
         headers.append(field)
     if method is None:
         malformed = "no :method"
@@ -106,11 +117,17 @@ def read_request(raw: list[tuple[bytes, bytes]]) -> RequestHead:
         authority = host
     if authority is not None:
         headers.insert(0, (b"host", authority))
-    method = method or b"GET"
     target = path or authority or b"/"
+    method_name = _COMMON_METHODS.get(method or b"")
+    if method_name is None and method and _TOKEN.fullmatch(method) is not None:
+        method_name = method.decode("ascii")
     bad = (
-        (method not in _COMMON_METHODS and _TOKEN.fullmatch(method) is None)
+        method_name is None
         or _BAD_TARGET.search(target) is not None
         or _CONTROL_IN_VALUES.search(joined) is not None
     )
-    return RequestHead(method, target, headers, size, malformed, bad)
+    if bad or method_name is None:
+        method_name, target = "GET", b"/"  # (for the scope of the 400)
+    return RequestHead(
+        method_name, target, headers, size, malformed, bad, content_length, expect_continue
+    )

@@ -179,8 +179,11 @@ class Stream:
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", b"%d" % len(body)),
         ]
-        conn.send_head(self, STATUS[status], headers, False)
-        conn.write_data(self, body, True)
+        if self.head_only:
+            conn.send_head(self, STATUS[status], headers, True)
+        else:
+            conn.send_head(self, STATUS[status], headers, False)
+            conn.write_data(self, body, True)
         conn.finished(self)
 
     def _log(self, status: int) -> None:
