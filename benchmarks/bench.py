@@ -45,6 +45,7 @@ from common import (
     free_port,
     http_request,
     raise_nofile,
+    read_head,
     run_wrk,
     running,
     wait_ready,
@@ -191,19 +192,8 @@ def load_ws(args: argparse.Namespace, server: ServerProcess, port: int) -> Recor
         client.stop()
 
 
-def _read_head(sock: socket.socket) -> bytes:
-    """A response head, with whatever arrived after it."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before the response head")
-        data += chunk
-    return data
-
-
 def _read_http_response(sock: socket.socket) -> None:
-    head, _, body = _read_head(sock).partition(b"\r\n\r\n")
+    head, _, body = read_head(sock).partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -223,7 +213,7 @@ def _open_idle(port: int, websocket: bool) -> socket.socket:
     try:
         if websocket:
             sock.sendall(handshake_request(port))
-            data = _read_head(sock)
+            data = read_head(sock)
             if not data.startswith(b"HTTP/1.1 101"):
                 raise ConnectionError(f"handshake refused: {data[:40]!r}")
             sock.sendall(masked_frame(b"m" * 32))

@@ -56,6 +56,83 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def worker_pids(parent: int) -> set[int]:
+    """The worker processes of a `--workers` parent: its children started by
+    multiprocessing's spawn."""
+    pids: set[int] = set()
+    for task in Path(f"/proc/{parent}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    pids.add(int(child))
+    return pids
+
+
+class RequestLoad:
+    """Threads sending GETs as fast as they can, half on keep-alive connections and
+    half on a new connection per request, counting every failure (an exception or
+    a status other than 200)."""
+
+    def __init__(self, port: int, threads: int = 4, timeout: float = 10.0) -> None:
+        import threading
+
+        self.port = port
+        self.timeout = timeout
+        self.ok = 0
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(index % 2 == 0,), daemon=True)
+            for index in range(threads)
+        ]
+
+    def _run(self, keep_alive: bool) -> None:
+        conn: http.client.HTTPConnection | None = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                failure = None if response.status == 200 else f"status {response.status}"
+                if not keep_alive or response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                if conn is not None:
+                    conn.close()
+                conn = None
+            with self._lock:
+                if failure is None:
+                    self.ok += 1
+                else:
+                    self.failures.append(failure)
+        if conn is not None:
+            conn.close()
+
+    def wait_for_requests(self, count: int, timeout: float = 30.0) -> None:
+        start = self.ok
+        if not wait_until(lambda: self.ok - start >= count, timeout):
+            raise TimeoutError(f"fewer than {count} requests answered in {timeout} s")
+
+    def __enter__(self) -> RequestLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 5)
+
+
 # --- /proc ---------------------------------------------------------------------------------
 def _stat_fields(pid: int) -> list[str]:
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -182,6 +259,17 @@ def wait_ready(server: ServerProcess, port: int, timeout: float = 20.0) -> None:
             return
         raise RuntimeError(f"server answered {status} to GET /")
     raise RuntimeError(f"server not ready within {timeout:.0f}s: {last}")
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """A response head, with whatever arrived after it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response head")
+        data += chunk
+    return data
 
 
 # --- wrk -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Every server runs on 127.0.0.1 in a subprocess and is stopped at the end.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -15,11 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from common import BENCH_DIR, free_port
 
-from support import free_port  # noqa: E402
-from support.hostile import CASES, CLOSE, send_case  # noqa: E402
+ROOT = BENCH_DIR.parent
+# The table of hostile inputs is the tests' own (tests/support/hostile.py, which
+# needs nothing but the standard library): loaded from its file, so that the
+# benchmark compares servers on exactly what the tests check.
+_spec = importlib.util.spec_from_file_location("hostile", ROOT / "tests/support/hostile.py")
+assert _spec is not None and _spec.loader is not None
+hostile = sys.modules["hostile"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hostile)
+CASES, CLOSE, send_case = hostile.CASES, hostile.CLOSE, hostile.send_case
 
 BIN = Path(sys.executable).parent
 SERVERS = {
@@ -32,9 +39,9 @@ SERVERS = {
 
 def start(command: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests"))
+    env = dict(os.environ, PYTHONPATH=str(BENCH_DIR))
     process = subprocess.Popen(
-        [*command, "support.apps:echo", "--port", str(port), "--log-level", "critical"],
+        [*command, "apps:echo", "--port", str(port), "--log-level", "critical"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -18,17 +18,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from support import Hammer, free_port, wait_for, worker_pids  # noqa: E402
+from common import BENCH_DIR, RequestLoad, free_port, wait_until, worker_pids
 
 COMMANDS = {
-    "ketch": ["ketch", "support.apps:scope_json"],
-    "uvicorn": [sys.executable, "-m", "uvicorn", "support.apps:scope_json"],
+    "ketch": ["ketch", "apps:hello"],
+    "uvicorn": [sys.executable, "-m", "uvicorn", "apps:hello"],
 }
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
+    if not wait_until(predicate, timeout):
+        raise TimeoutError(f"condition not met within {timeout} s")
 
 
 def pool_size(parent: int, workers: int) -> Callable[[], bool]:
@@ -39,12 +40,11 @@ def measure(name: str, sighups: int, workers: int) -> tuple[int, int, list[str]]
     port = free_port()
     command = [*COMMANDS[name], "--port", str(port), "--workers", str(workers)]
     command += ["--no-access-log", "--log-level", "warning"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    env = {**os.environ, "PYTHONPATH": str(BENCH_DIR)}
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     try:
         wait_for(pool_size(server.pid, workers), timeout=30)
-        url = f"http://127.0.0.1:{port}/"
-        with Hammer(url, threads=4) as hammer:
+        with RequestLoad(port, threads=4) as hammer:
             hammer.wait_for_requests(50, timeout=30)
             for _ in range(sighups):
                 before = worker_pids(server.pid)

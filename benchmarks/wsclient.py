@@ -31,15 +31,16 @@ HANDSHAKE = (
 MASK = b"\x37\xfa\x21\x3d"
 
 
-def masked_frame(payload: bytes) -> bytes:
-    """One final binary frame, masked as a client must."""
+def masked_frame(payload: bytes, first: int = 0x82) -> bytes:
+    """One frame, masked as a client must; `first` is its first byte (FIN, RSV
+    bits, opcode): a final binary frame by default."""
     n = len(payload)
     if n < 126:
-        head = bytes([0x82, 0x80 | n])
+        head = bytes([first, 0x80 | n])
     elif n < 65536:
-        head = bytes([0x82, 0x80 | 126]) + n.to_bytes(2, "big")
+        head = bytes([first, 0x80 | 126]) + n.to_bytes(2, "big")
     else:
-        head = bytes([0x82, 0x80 | 127]) + n.to_bytes(8, "big")
+        head = bytes([first, 0x80 | 127]) + n.to_bytes(8, "big")
     masked = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
     return head + MASK + masked
 

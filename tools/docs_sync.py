@@ -42,7 +42,8 @@ from typing import Any
 import click
 
 from ketch.cli.main import build_command
-from ketch.core.config import Config, Option, cli_flag, options
+from ketch.core.config import Config, cli_flag, options
+from ketch.core.options import Option
 from ketch.core.plugins import GROUPS, own_names
 
 REPO = Path(__file__).resolve().parent.parent

@@ -191,6 +191,14 @@ def test_multiple_headers_option() -> None:
         ),
         (["support.apps:hello", "--port", "70000"], "--port must be at most 65535"),
         (["support.apps:hello", "--workers", "0"], "--workers must be at least 1"),
+        (
+            ["support.apps:hello", "--limit-worker-memory", "0"],
+            "--limit-worker-memory must be at least 1",
+        ),
+        (
+            ["support.apps:hello", "--limit-worker-lifetime", "0"],
+            "--limit-worker-lifetime must be greater than 0",
+        ),
         (["support.apps:hello", "--header", "novalue"], "--header needs the form Name:Value"),
         (["support.apps:hello", "--root-path", "api"], "--root-path must start with '/'"),
         (
@@ -287,6 +295,8 @@ def test_workers_with_an_app_object_is_a_clear_error() -> None:
         run(hello, workers=2)
     with pytest.raises(ConfigError, match="import string"):
         run(hello, reload=True)
+    with pytest.raises(ConfigError, match="--limit-worker-memory starts new processes"):
+        run(hello, limit_worker_memory=500)
 
 
 def test_windows_is_refused_in_one_line_at_start() -> None:

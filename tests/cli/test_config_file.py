@@ -10,7 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import KetchProcess, RawConnection, free_port, run_ketch, wait_for, worker_pids
+from support import (
+    KetchProcess,
+    RawConnection,
+    free_port,
+    run_ketch,
+    wait_workers,
+)
 from support.deploy import app_dir, write
 from uvicorn.main import main as uvicorn_command
 
@@ -42,7 +48,7 @@ def test_the_documented_file_serves_alone(tmp_path: Path) -> None:
     write("ketch.toml", directory, port=port)
     with KetchProcess(["--config", "ketch.toml"], cwd=directory) as ketch:
         assert ketch.port() == port
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
         response = httpx.get(f"http://127.0.0.1:{port}/x", headers=FORWARDED, timeout=10)
     data = response.json()
     assert data["root_path"] == "/api"

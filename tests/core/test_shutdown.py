@@ -122,3 +122,18 @@ def test_shutdown_waits_for_background_tasks() -> None:
         assert conn.read_response().status == 200
     # leaving serve() stopped the server; it waited for the task
     assert finished.is_set()
+
+
+def test_sigterm_during_lifespan_startup_runs_the_shutdown_after_it(tmp_path: Any) -> None:
+    """The app finishes starting, is shut down as it expects, and never serves."""
+    slow = tmp_path / "slow-start"
+    slow.write_text("1")
+    args = ["support.apps:slow_start", "--port", "0", "--lifespan", "on"]
+    with KetchProcess(args, env={"KETCH_TEST_SLOW_START": str(slow)}) as ketch:
+        ketch.wait_for_output("slow startup")
+        ketch.signal(signal.SIGTERM)
+        assert ketch.wait(10) == 0
+    assert "Application startup complete" in ketch.output
+    assert "Application shutdown complete" in ketch.output
+    assert "Traceback" not in ketch.output
+    assert "ketch running on" not in ketch.output

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import exchange, serve
 from support.hostile import CLOSE, send_case
+from support.implementations import HTTP_IMPLEMENTATIONS
 from support.websocket import WebSocketApp  # HTTP and WebSocket
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -71,7 +72,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 requests = st.one_of(mutated(), st.binary(max_size=300))
 
 
-@pytest.fixture(scope="module", params=["h11", "httptools"])
+@pytest.fixture(scope="module", params=HTTP_IMPLEMENTATIONS)
 def port(request: pytest.FixtureRequest) -> Iterator[int]:
     options = {
         "http": request.param,

@@ -9,11 +9,12 @@ import pytest
 from support import exchange, serve
 from support.apps import echo
 from support.hostile import CASES, CLOSE, Case, send_case
+from support.implementations import HTTP_IMPLEMENTATIONS
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-@pytest.fixture(scope="module", params=["h11", "httptools"])
+@pytest.fixture(scope="module", params=HTTP_IMPLEMENTATIONS)
 def server_port(request: pytest.FixtureRequest) -> Iterator[int]:
     # one server per parser for the whole table: every case must leave it serving
     with serve(echo, http=request.param) as running:

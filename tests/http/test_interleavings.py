@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import select
+import socket
 import time
 from typing import Any
 
@@ -342,3 +343,30 @@ def test_many_requests_after_a_split_head_are_not_a_large_head(http_impl: str) -
         conn.send(b"st: x\r\n\r\n" + GET * 3000)  # 87 KB: more than the 64 KiB head limit
         for _ in range(3001):
             assert conn.read_response().status == 200
+
+
+async def endless(scope: Any, receive: Any, send: Any) -> None:
+    """Streams until the client is gone."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    chunk = b"x" * 65536
+    while True:  # send() returns at once once the client is gone; the Task is cancelled
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await asyncio.sleep(0)
+
+
+def test_a_client_that_reads_nothing_is_cut_off(http_impl: str) -> None:
+    """A client that stops reading cannot hold the app and the connection for
+    ever: once the send buffer is full, --timeout-write bounds the wait."""
+    with serve(endless, http=http_impl, timeout_write=1) as running:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", running.port))
+        with sock:
+            sock.sendall(GET)
+            wait_for(lambda: running.context.tasks, timeout=5)
+            # nothing is read: the app's send waits, then the connection is cut
+            wait_for(lambda: not running.context.tasks, timeout=10)
+            wait_for(lambda: not running.context.connections, timeout=5)
+        with RawConnection(running.port) as other:  # and serves everyone else
+            other.send(GET)
+            assert other.read_response(head_only=True).status == 200

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import httpx
-from support import KetchProcess, free_port, wait_for, worker_pids
+from support import KetchProcess, free_port, wait_for, wait_workers, worker_pids
 from support.deploy import app_dir, nginx, shell_command, write
 
 WORKERS = 2
@@ -67,7 +67,7 @@ def _start(port: int, cwd: Path) -> KetchProcess:
     argv = shell_command("many-machines.sh", host="127.0.0.1", port=port, balancer="127.0.0.1")
     assert f"--workers {WORKERS}" in " ".join(argv)
     ketch = KetchProcess(argv[1:], command=argv[:1], cwd=cwd)  # its own process group
-    wait_for(lambda: len(worker_pids(ketch.proc.pid)) == WORKERS, timeout=20)
+    wait_workers(ketch.proc.pid, WORKERS)
     ketch.wait_for_output(r"(?s)" + r"ketch running on.*" * (WORKERS + 1), timeout=20)
     return ketch
 

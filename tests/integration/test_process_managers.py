@@ -1,21 +1,17 @@
 """Process managers that own the listening socket and hand it to ketch.
 
-supervisord (`fcgi-program`, `--fd 0`), circus (`$(circus.sockets.web)`) and
-systemd socket activation (`--fd 3`), each from its file in docs/deploy/.
+supervisord (`fcgi-program`, `--fd 0`) and circus (`$(circus.sockets.web)`),
+each from its file in docs/deploy/. systemd is in test_systemd.py.
 """
 
 from __future__ import annotations
 
-import configparser
 import os
-import shlex
 import signal
-import socket
-import sys
 from pathlib import Path
 
 import httpx
-from support import Hammer, KetchProcess, free_port, wait_for, worker_pids
+from support import KetchProcess, free_port, wait_for
 from support.deploy import VENV, app_dir, program, render, wait_listening, write
 
 
@@ -107,65 +103,3 @@ def test_circus_hands_the_socket_to_two_processes(tmp_path: Path) -> None:
         process.signal(signal.SIGTERM)
         process.wait(30)
     wait_for(lambda: all(_gone(pid) for pid in pids), timeout=10)
-
-
-def _unit(name: str, **values: object) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(render(name, **values))
-    return parser
-
-
-SYSTEMD_EXEC = """
-import os, sys
-fd = int(sys.argv[1])
-if fd != 3:
-    os.dup2(fd, 3)
-    os.close(fd)
-os.environ["LISTEN_PID"] = str(os.getpid())
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def test_systemd_socket_activation(tmp_path: Path) -> None:
-    """What systemd does with ketch.socket and ketch.service: bind the socket,
-    start ExecStart with it as fd 3 (LISTEN_FDS=1), send SIGHUP for ExecReload
-    and SIGTERM to stop."""
-    port = free_port()
-    listen = _unit("ketch.socket", listen=f"127.0.0.1:{port}")["Socket"]
-    service = _unit("ketch.service", venv=VENV, app_dir=app_dir(tmp_path))["Service"]
-    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
-    assert service["KillSignal"] == "SIGTERM"
-
-    host, _, listen_port = listen["ListenStream"].rpartition(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, int(listen_port)))
-    sock.listen(int(listen["Backlog"]))
-    # systemd puts the socket at fd 3 and names the process in LISTEN_PID;
-    # SYSTEMD_EXEC does the same here, then execs ExecStart.
-    argv = shlex.split(service["ExecStart"])
-    env = {"LISTEN_FDS": "1", "LISTEN_FDNAMES": "ketch.socket"}
-    with (
-        sock,
-        KetchProcess(
-            ["-c", SYSTEMD_EXEC, str(sock.fileno()), *argv],
-            command=[sys.executable],
-            cwd=service["WorkingDirectory"],
-            env=env,
-            pass_fds=(sock.fileno(),),
-        ) as ketch,
-    ):
-        url = f"http://127.0.0.1:{port}/"
-        before = _pids_answering(url, count=2)
-        assert worker_pids(ketch.proc.pid) == before
-        # systemctl reload: workers replaced one by one, no request refused
-        with Hammer(url, threads=2) as hammer:
-            hammer.wait_for_requests(20)
-            ketch.signal(signal.SIGHUP)
-            wait_for(lambda: not (worker_pids(ketch.proc.pid) & before), timeout=30)
-            wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=30)
-            hammer.wait_for_requests(20)
-        assert hammer.failures == []
-        ketch.signal(signal.SIGTERM)
-        assert ketch.wait(int(service["TimeoutStopSec"])) == 0

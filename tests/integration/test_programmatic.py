@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import KetchProcess, free_port, wait_for, worker_pids
+from support import KetchProcess, free_port, wait_workers
 from support.deploy import DEPLOY_DIR, app_dir
 
 
@@ -23,7 +23,7 @@ def test_script(tmp_path: Path, script: str, workers: int) -> None:
     ) as process:
         process.wait_for_output(r"(?s)" + r"ketch running on.*" * (workers + 1), timeout=30)
         if workers:
-            wait_for(lambda: len(worker_pids(process.proc.pid)) == workers, timeout=20)
+            wait_workers(process.proc.pid, workers)
         response = httpx.get(f"http://127.0.0.1:{port}/")
         assert response.status_code == 200
         assert response.json()["client"][0] == "127.0.0.1"

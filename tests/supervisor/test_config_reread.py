@@ -11,7 +11,7 @@ import ssl
 from pathlib import Path
 
 import httpx
-from support import Hammer, KetchProcess, free_port, wait_for, worker_pids
+from support import Hammer, KetchProcess, free_port, wait_for, wait_workers, worker_pids
 from support.deploy import certificates
 
 
@@ -41,7 +41,7 @@ def test_sighup_serves_the_reread_file_without_a_failed_request(tmp_path: Path) 
     with KetchProcess(["--config", str(config)]) as ketch:
         assert ketch.port() == port
         parent = ketch.proc.pid
-        wait_for(lambda: len(worker_pids(parent)) == 2, timeout=20)
+        wait_workers(parent, 2)
         assert _versions(url) == {"1"}
         first = worker_pids(parent)
         with Hammer(url, threads=4) as hammer:
@@ -73,7 +73,7 @@ def test_a_bad_file_or_app_at_sighup_keeps_the_running_workers(tmp_path: Path) -
     with KetchProcess(["--config", str(config)]) as ketch:
         ketch.wait_started()
         parent = ketch.proc.pid
-        wait_for(lambda: len(worker_pids(parent)) == 2, timeout=20)
+        wait_workers(parent, 2)
         assert _versions(url) == {"1"}
         running = worker_pids(parent)
 
@@ -140,7 +140,7 @@ def test_sighup_serves_the_certificate_the_file_names_now(tmp_path: Path) -> Non
     with KetchProcess(["support.apps:hello", "--config", str(config)]) as ketch:
         ketch.wait_started()
         parent = ketch.proc.pid
-        wait_for(lambda: len(worker_pids(parent)) == 2, timeout=20)
+        wait_workers(parent, 2)
         assert served() == first_certificate(old)
         running = worker_pids(parent)
         config.write_text(settings(new))

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import httpx
-from support import KetchProcess, free_port, wait_for, worker_pids
+from support import KetchProcess, free_port, wait_for, wait_workers, worker_pids
 
 from ketch.supervisor.reload import FileFilter, Watcher
 
@@ -126,11 +126,11 @@ def test_reload_with_workers_restarts_the_pool(tmp_path: Path) -> None:
     _write_app(tmp_path, "one")
     ketch, port = _start(tmp_path, "--workers", "2")
     with ketch:
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
         before = worker_pids(ketch.proc.pid)
         _write_app(tmp_path, "two")
         wait_for(lambda: not (worker_pids(ketch.proc.pid) & before), timeout=30)
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
         assert _answer(port)[0] == "two"
 
 
@@ -155,7 +155,7 @@ def test_polling_watcher_sees_changes(tmp_path: Path) -> None:
     (tmp_path / "mod.py").write_text("a = 1\n")
     watcher = Watcher([tmp_path], FileFilter([], []), delay=0.05)
     changed = threading.Event()
-    watcher.on_change.append(changed)
+    watcher.on_change.append(changed.set)
     watcher.start()
     try:
         assert watcher.ready.wait(10)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import socket
 
-from support import KetchProcess, RawConnection, free_port, wait_for, worker_pids
+from support import KetchProcess, RawConnection, free_port, wait_for, wait_workers
 
 
 def _refused(port: int) -> bool:
@@ -26,7 +26,7 @@ def test_new_connections_are_refused_while_workers_drain() -> None:
     port = free_port()
     args = ["support.apps:slow", "--port", str(port), "--workers", "2"]
     with KetchProcess(args) as ketch:
-        wait_for(lambda: len(worker_pids(ketch.proc.pid)) == 2, timeout=20)
+        wait_workers(ketch.proc.pid, 2)
         ketch.wait_for_output(r"(?s)(ketch running on.*){3}", timeout=20)
         with RawConnection(port, timeout=20) as conn:
             conn.send(b"GET /?seconds=3 HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -387,6 +387,20 @@ def child_pids(parent: int) -> set[int]:
     return pids
 
 
+def wait_workers(parent: int, count: int, timeout: float = 20.0) -> set[int]:
+    """Wait until the `--workers` parent `parent` has exactly `count` worker
+    processes; their pids."""
+    found: set[int] = set()
+
+    def exactly() -> bool:
+        nonlocal found
+        found = worker_pids(parent)
+        return len(found) == count
+
+    wait_for(exactly, timeout=timeout)
+    return found
+
+
 def worker_pids(parent: int) -> set[int]:
     """The worker processes of a ketch parent (multiprocessing spawn children)."""
     pids: set[int] = set()

@@ -263,3 +263,28 @@ def blocking(scope: Scope, receive: Any, send: Any) -> Any:
         await _respond(send, 200, b"done blocking")
 
     return run()
+
+
+async def slow_start(scope: Scope, receive: Any, send: Any) -> None:
+    """`scope_json`, with a lifespan startup that takes as many seconds as the file
+    named by $KETCH_TEST_SLOW_START holds, while that file exists: workers started
+    after a test writes it are slow to serve (a replacement during a restart)."""
+    if scope["type"] == "lifespan":
+        path = os.environ.get("KETCH_TEST_SLOW_START", "")
+        if path and os.path.exists(path):
+            with open(path) as file:
+                seconds = float(file.read())
+            print(f"slow startup ({seconds}s)", flush=True)  # tests wait for this line
+            await asyncio.sleep(seconds)
+    await scope_json(scope, receive, send)
+
+
+LEAKED: list[bytes] = []
+
+
+async def leaky(scope: Scope, receive: Any, send: Any) -> None:
+    """`scope_json` that keeps 64 KiB more of memory (written, so resident) per
+    request: a leak for --limit-worker-memory to bound."""
+    if scope["type"] == "http":
+        LEAKED.append(b"x" * (64 * 1024))
+    await scope_json(scope, receive, send)

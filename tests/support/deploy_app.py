@@ -8,6 +8,7 @@ managers that do not pass our PYTHONPATH on.
 GET /healthz      "ok" (the Kubernetes probes)
 GET /cached       cacheable by anyone for a minute (Cache-Control set by the app)
 GET /slow?s=N     answers after N seconds: a request in flight during a restart
+GET /block?s=N    blocks its event loop for N seconds: a stuck worker
 POST /upload      {"size": ..., "sha256": ...} of the body, read as it streams
 anything else     what the app saw: client, scheme, host, path, pid, ...
 WebSocket         echoes text, prefixed with the scheme it saw
@@ -19,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import os
+import time
 from typing import Any
 
 
@@ -38,6 +40,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         print("slow request started", flush=True)  # tests wait for this line
         await asyncio.sleep(seconds)
         await respond(send, b"slept", b"text/plain")
+    elif scope["path"] == "/block":
+        seconds = float(scope["query_string"].decode().partition("=")[2] or "1")
+        print("blocking request started", flush=True)  # tests wait for this line
+        time.sleep(seconds)  # what a misbehaving endpoint does: no worker serves meanwhile
+        await respond(send, b"blocked", b"text/plain")
     elif scope["path"] == "/upload":
         digest, size = hashlib.sha256(), 0
         more = True

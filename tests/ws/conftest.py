@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-WS_IMPLEMENTATIONS = ["websockets", "wsproto"]
+from support.implementations import WS_IMPLEMENTATIONS
 
 
 @pytest.fixture(params=WS_IMPLEMENTATIONS)

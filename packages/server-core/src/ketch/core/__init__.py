@@ -6,11 +6,14 @@ run("main:app", port=5000)
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from ketch.core.config import Config
 from ketch.core.context import ServerContext
 from ketch.core.errors import KetchError
 from ketch.core.main import run
 from ketch.core.server import Server
 
-__version__ = "0.1.0"
+# one version, kept in pyproject.toml: read from the installed distribution
+__version__ = importlib.metadata.version("ketch-core")
 __all__ = ["Config", "KetchError", "Server", "ServerContext", "__version__", "run"]

@@ -8,6 +8,7 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
 - Plugin interfaces: `Plugin`, `HTTPPlugin`, `WebSocketPlugin` (with
   `WebSocketUpgrade`), `LoopPlugin`, `SupervisorPlugin`, and `LazyPlugin` to
   declare one whose libraries are imported only when it is used.
+- `ClientDisconnected`: what `send()` raises once the client is gone.
 - Per server: `ServerContext` (the app, the loop, the settings, the registry
   of connections and tasks, limits, the access log) and its frozen
   `ServerSettings` / `WebSocketSettings` / `HTTP2Settings`; every connection satisfies
@@ -34,7 +35,7 @@ from ketch.core._types import (
     Scope,
     WebSocketScope,
 )
-from ketch.core.context import TICK_SECONDS, Connection, ServerContext
+from ketch.core.context import TICK_SECONDS, ClientDisconnected, Connection, ServerContext
 from ketch.core.headers import DefaultHeaders
 from ketch.core.http1 import (
     CHUNKED,
@@ -78,6 +79,7 @@ __all__ = [
     "ASGI3Application",
     "ASGIReceiveCallable",
     "ASGISendCallable",
+    "ClientDisconnected",
     "Connection",
     "ConnectionInfo",
     "DefaultHeaders",

@@ -65,7 +65,7 @@ def load_app(config: Config) -> tuple[ASGI3Application, str]:
     if interface == "wsgi":
         from ketch.core.wsgi import WSGIMiddleware
 
-        asgi = WSGIMiddleware(app)
+        asgi = WSGIMiddleware(app, workers=config.wsgi_threads)
     elif interface == "asgi2":
         asgi = ASGI2Middleware(app)
     else:

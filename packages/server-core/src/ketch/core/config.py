@@ -16,18 +16,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from configparser import RawConfigParser
 from copy import deepcopy
 from dataclasses import KW_ONLY, dataclass, field
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from ketch.core.errors import ConfigError
 from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
+from ketch.core.options import (
+    Option,
+    check_choice,
+    check_range,
+    int_from_env,
+    option_field,
+    parse_header,
+)
 
-LifespanMode = Literal["auto", "on", "off"]
-InterfaceType = Literal["auto", "asgi3", "asgi2", "wsgi"]
-ForwardedHeaders = Literal["x-forwarded", "forwarded"]
+_opt = option_field  # the short name the declarations below use
 
 LIFESPAN_MODES: tuple[str, ...] = ("auto", "on", "off")
 INTERFACES: tuple[str, ...] = ("auto", "asgi3", "asgi2", "wsgi")
@@ -36,37 +42,6 @@ LOG_LEVEL_NAMES: tuple[str, ...] = tuple(LOG_LEVELS)
 
 # The default TLS protocol: whatever both sides support, server side.
 SSL_PROTOCOL_VERSION = int(ssl.PROTOCOL_TLS_SERVER)
-
-
-@dataclass(frozen=True)
-class Option:
-    """How one `Config` field appears on the command line and in the docs."""
-
-    help: str
-    # "str", "int", "float", "path" (must exist), "file" (need not exist),
-    # "bool" (a --x/--no-x or a lone --x flag), "boolean" (takes true/false),
-    # "cert_reqs" (an ssl.VerifyMode: none, optional, required or 0, 1, 2).
-    kind: str = "str"
-    flag: str = ""  # the CLI spelling when it is not --<field-name>
-    aliases: tuple[str, ...] = ()
-    multiple: bool = False
-    choices: tuple[str, ...] = ()
-    # Choices read from a plugin registry group (ketch.http, ketch.ws, ketch.loop).
-    registry: str = ""
-    extra_choices: tuple[str, ...] = ()
-    # Environment variables read besides KETCH_<OPTION>, in order of preference.
-    envvars: tuple[str, ...] = ()
-    cli: bool = True  # False: only for run() and Config (callables, dicts)
-    show_default: bool = True
-
-
-def _opt(default: Any, option: Option, repr: bool = True) -> Any:
-    if isinstance(default, list | dict):
-        value = default
-        return field(
-            default_factory=lambda: type(value)(value), metadata={"option": option}, repr=repr
-        )
-    return field(default=default, metadata={"option": option}, repr=repr)
 
 
 def _logging_config() -> Any:
@@ -195,6 +170,14 @@ class Config:
         "auto",
         Option("Select ASGI3, ASGI2, or WSGI as the application interface.", choices=INTERFACES),
     )
+    wsgi_threads: int = _opt(
+        10,
+        Option(
+            "(ketch) Threads that run a WSGI application; at most half of them wait for "
+            "request bodies over 64 KiB, smaller ones are read before a thread is taken.",
+            "int",
+        ),
+    )
     # --- logging -------------------------------------------------------------------
     env_file: str | os.PathLike[str] | None = _opt(
         None, Option("Environment configuration file.", "path")
@@ -264,6 +247,31 @@ class Config:
             "int",
         ),
     )
+    limit_worker_memory: int | None = _opt(
+        None,
+        Option(
+            "(ketch) Replace a worker whose resident memory passes this many MiB (checked every "
+            "second; Linux): its successor starts and serves, then it drains. Runs the workers "
+            "supervisor, with one worker unless --workers says more.",
+            "int",
+        ),
+    )
+    limit_worker_lifetime: float | None = _opt(
+        None,
+        Option(
+            "(ketch) Replace each worker once it has run this many seconds, the same way: its "
+            "successor serves first, then it drains.",
+            "float",
+        ),
+    )
+    limit_worker_lifetime_jitter: float = _opt(
+        0.0,
+        Option(
+            "(ketch) Maximum seconds added at random to each worker's --limit-worker-lifetime, "
+            "so that workers started together are not replaced together.",
+            "float",
+        ),
+    )
     timeout_keep_alive: int = _opt(
         5,
         Option(
@@ -295,6 +303,15 @@ class Config:
         Option(
             "(ketch) Seconds the application may wait for request body bytes that do not "
             "come before the connection is closed and it receives http.disconnect.",
+            "float",
+        ),
+    )
+    timeout_write: float = _opt(
+        60.0,
+        Option(
+            "(ketch) Seconds a response may wait for a client that reads none of it (the "
+            "connection's send buffer full) before the connection is closed; the application "
+            "then receives http.disconnect.",
             "float",
         ),
     )
@@ -391,7 +408,7 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.workers is None:
-            self.workers = _int_from_env("WEB_CONCURRENCY", default=1)
+            self.workers = int_from_env("WEB_CONCURRENCY", default=1)
         if self.forwarded_allow_ips is None:
             self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
         for name in ("reload_dirs", "reload_includes", "reload_excludes"):
@@ -408,29 +425,38 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError, naming the option, for a value ketch cannot use."""
-        _check_range("--port", self.port, 0, 65535)
+        check_range("--port", self.port, 0, 65535)
         if self.fd is not None:
-            _check_range("--fd", self.fd, 0, None)
+            check_range("--fd", self.fd, 0, None)
         assert self.workers is not None
-        _check_range("--workers", self.workers, 1, None)
-        _check_range("--backlog", self.backlog, 1, None)
-        _check_range("--ws-max-size", self.ws_max_size, 1, None)
-        _check_range("--ws-max-queue", self.ws_max_queue, 1, None)
-        _check_range("--timeout-keep-alive", self.timeout_keep_alive, 0, None)
-        _check_range("--timeout-worker-healthcheck", self.timeout_worker_healthcheck, 1, None)
+        check_range("--workers", self.workers, 1, None)
+        check_range("--backlog", self.backlog, 1, None)
+        check_range("--ws-max-size", self.ws_max_size, 1, None)
+        check_range("--ws-max-queue", self.ws_max_queue, 1, None)
+        check_range("--wsgi-threads", self.wsgi_threads, 1, None)
+        check_range("--timeout-keep-alive", self.timeout_keep_alive, 0, None)
+        check_range("--timeout-worker-healthcheck", self.timeout_worker_healthcheck, 1, None)
         for flag, seconds in (
             ("--timeout-request-header", self.timeout_request_header),
             ("--timeout-request-body", self.timeout_request_body),
+            ("--timeout-write", self.timeout_write),
         ):
-            _check_range(flag, seconds, 0, None, exclusive=True)
-        _check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)
-        _check_range("--limit-request-headers", self.limit_request_headers, 1, None)
-        _check_range(
+            check_range(flag, seconds, 0, None, exclusive=True)
+        check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)
+        check_range("--limit-request-headers", self.limit_request_headers, 1, None)
+        check_range(
             "--http2-max-concurrent-streams", self.http2_max_concurrent_streams, 1, 2**31 - 1
         )
-        _check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)
-        _check_range("--reload-delay", self.reload_delay, 0, None)
-        _check_range("--ssl-cert-reqs", self.ssl_cert_reqs, 0, 2)
+        check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)
+        check_range("--reload-delay", self.reload_delay, 0, None)
+        check_range("--ssl-cert-reqs", self.ssl_cert_reqs, 0, 2)
+        check_range("--limit-worker-lifetime-jitter", self.limit_worker_lifetime_jitter, 0, None)
+        if self.limit_worker_memory is not None:
+            check_range("--limit-worker-memory", self.limit_worker_memory, 1, None)
+        if self.limit_worker_lifetime is not None:
+            check_range(
+                "--limit-worker-lifetime", self.limit_worker_lifetime, 0, None, exclusive=True
+            )
         for flag, value in (
             ("--limit-concurrency", self.limit_concurrency),
             ("--limit-max-requests", self.limit_max_requests),
@@ -439,12 +465,12 @@ class Config:
             ("--h11-max-incomplete-event-size", self.h11_max_incomplete_event_size),
         ):
             if value is not None:
-                _check_range(flag, value, 0, None)
-        _check_choice("--lifespan", self.lifespan, LIFESPAN_MODES)
-        _check_choice("--interface", self.interface, INTERFACES)
-        _check_choice("--forwarded-headers", self.forwarded_headers, FORWARDED_HEADERS)
+                check_range(flag, value, 0, None)
+        check_choice("--lifespan", self.lifespan, LIFESPAN_MODES)
+        check_choice("--interface", self.interface, INTERFACES)
+        check_choice("--forwarded-headers", self.forwarded_headers, FORWARDED_HEADERS)
         if isinstance(self.log_level, str):
-            _check_choice("--log-level", self.log_level, LOG_LEVEL_NAMES)
+            check_choice("--log-level", self.log_level, LOG_LEVEL_NAMES)
         if self.root_path and not self.root_path.startswith("/"):
             raise ConfigError(f"--root-path must start with '/', got {self.root_path!r}")
         if self.root_path.endswith("/"):
@@ -454,7 +480,7 @@ class Config:
             raise ConfigError(f"TLS needs both a key and a certificate: add {missing}")
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd both choose the listening socket: keep one")
-        self.headers = [_parse_header(h) for h in self.headers or []]
+        self.headers = [parse_header(h) for h in self.headers or []]
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -468,9 +494,14 @@ class Config:
         return LOG_LEVELS[self.log_level]
 
     @property
+    def recycles_workers(self) -> bool:
+        """Workers are replaced by memory or age: only a supervisor can do that."""
+        return self.limit_worker_memory is not None or self.limit_worker_lifetime is not None
+
+    @property
     def use_subprocess(self) -> bool:
         """True when a supervisor runs the server in child processes."""
-        return bool(self.reload or (self.workers or 1) > 1)
+        return bool(self.reload or (self.workers or 1) > 1 or self.recycles_workers)
 
     @property
     def trusted_proxies(self) -> list[str]:
@@ -493,44 +524,3 @@ def options() -> Iterator[tuple[dataclasses.Field[Any], Option]]:
 
 def cli_flag(f: dataclasses.Field[Any], option: Option) -> str:
     return option.flag or "--" + f.name.replace("_", "-")
-
-
-def _int_from_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"${name} must be a whole number, got {raw!r}") from None
-
-
-def _check_range(
-    flag: str, value: float, low: float, high: float | None, exclusive: bool = False
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{flag} must be a number, got {value!r}")
-    if value < low or (exclusive and value == low):
-        bound = f"greater than {low}" if exclusive else f"at least {low}"
-        raise ConfigError(f"{flag} must be {bound}, got {value}")
-    if high is not None and value > high:
-        raise ConfigError(f"{flag} must be at most {high}, got {value}")
-
-
-def _check_choice(flag: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _parse_header(header: tuple[str, str] | str) -> tuple[str, str]:
-    if isinstance(header, str):
-        name, sep, value = header.partition(":")
-        if not sep:
-            raise ConfigError(f"--header needs the form Name:Value, got {header!r}")
-        header = (name, value)
-    name, value = header[0].strip(), header[1].strip()
-    if not name or any(c in name for c in " \t\r\n:"):
-        raise ConfigError(f"--header has an invalid header name: {name!r}")
-    if any(c in value for c in "\r\n\x00"):
-        raise ConfigError(f"--header {name}: the value may not contain line breaks")
-    return name, value

@@ -28,8 +28,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ketch.core.config import Config, Option, cli_flag, options
+from ketch.core.config import Config, cli_flag, options
 from ketch.core.errors import ConfigError
+from ketch.core.options import Option
 from ketch.core.plugins import GROUPS, names
 
 logger = logging.getLogger("ketch.error")

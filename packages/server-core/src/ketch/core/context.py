@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 TICK_SECONDS = 0.5
 
 
+class ClientDisconnected(OSError):
+    """Raised by `send()` once the client is gone (ASGI spec 2.4: a subclass of
+    OSError), so that a streaming app stops instead of producing for nobody."""
+
+
 class Connection(Protocol):
     """What the server needs from each open connection (HTTP or WebSocket)."""
 

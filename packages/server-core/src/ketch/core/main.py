@@ -48,8 +48,13 @@ def run_supervised(config: Config) -> int:
     """Hand the server to the `reload` or `workers` supervisor plugin."""
     if config.reload:
         option, name = "--reload", "reload"
-    else:
+    elif (config.workers or 1) > 1:
         option, name = f"--workers {config.workers}", "workers"
+    else:
+        option = (
+            "--limit-worker-memory" if config.limit_worker_memory else "--limit-worker-lifetime"
+        )
+        name = "workers"
     if not isinstance(config.app, str):
         raise ConfigError(
             f"{option} starts new processes, which import the application themselves: pass it "

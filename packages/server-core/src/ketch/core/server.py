@@ -25,6 +25,7 @@ from ketch.core.negotiation import choosing_factory
 from ketch.core.plugins import HTTP, HTTP2, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
 from ketch.core.settings import ServerSettings
 from ketch.core.sockets import Listener, bind, create_ssl_context, describe
+from ketch.core.systemd import Notifier
 
 logger = logging.getLogger("ketch.error")
 
@@ -77,6 +78,8 @@ class Server:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
+        # systemd's Type=notify: only run() (the main process of a service) notifies
+        self.notify = Notifier()
         self._next_notify = 0.0
         # called once the server listens and serves (supervisors report readiness)
         self.on_started: Callable[[], None] | None = None
@@ -94,6 +97,7 @@ class Server:
 
         `prepare(loop)` runs first, on that loop: supervisors use it to answer
         health checks from the loop that serves requests."""
+        self.notify = Notifier.from_environment()
         loop = new_event_loop(self.config)
         try:
             asyncio.set_event_loop(loop)
@@ -107,6 +111,7 @@ class Server:
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()
+                self.notify.close()
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         with self._capture_signals():
@@ -140,10 +145,13 @@ class Server:
         logger.info("Started server process [%d]", os.getpid())
         if config.lifespan != "off":
             self._lifespan = Lifespan(app, config.lifespan, context.lifespan_state)
-            if not await self._lifespan.startup() or self.should_exit:
+            if not await self._lifespan.startup():
                 if self._lifespan.failed:
                     logger.error("Application startup failed. Exiting.")
                     self.exit_code = STARTUP_FAILURE
+                return
+            if self.should_exit:  # stopped while it started: it is shut down as usual
+                await self._lifespan.shutdown()
                 return
 
         try:
@@ -177,6 +185,8 @@ class Server:
         self.started = True
         if self.on_started is not None:
             self.on_started()
+        self.notify.ready()
+        self._watchdog()
         self._next_notify = loop.time() + config.timeout_notify
         self._tick()
         try:
@@ -243,6 +253,13 @@ class Server:
         finally:
             self._tick_handle = loop.call_later(TICK_SECONDS, self._tick)
 
+    def _watchdog(self) -> None:
+        """systemd's watchdog, fed from the event loop: a blocked loop starves it."""
+        interval = self.notify.watchdog_interval
+        if interval is not None and not self.should_exit and self._loop is not None:
+            self.notify.watchdog()
+            self._loop.call_later(interval, self._watchdog)
+
     @staticmethod
     async def _notify(notify: Callable[..., Awaitable[None]]) -> None:
         await notify()
@@ -252,6 +269,7 @@ class Server:
         context = self.context
         assert context is not None
         logger.info("Shutting down")
+        self.notify.stopping()
         context.shutting_down = True
         for server in self._servers:
             server.close()

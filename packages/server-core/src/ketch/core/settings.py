@@ -44,6 +44,7 @@ class ServerSettings:
     timeout_keep_alive: float  # idle time between requests before a close
     timeout_request_header: float  # a request head's whole arrival, from its first byte
     timeout_request_body: float  # the app's wait for request body bytes
+    timeout_write: float  # a response's wait for a client that reads nothing
     limit_request_body: int | None  # bytes; None for no limit
     limit_request_header_size: int  # bytes of a request head (line and fields)
     limit_request_headers: int  # fields in a request head
@@ -63,6 +64,7 @@ class ServerSettings:
             timeout_keep_alive=float(config.timeout_keep_alive),
             timeout_request_header=float(config.timeout_request_header),
             timeout_request_body=float(config.timeout_request_body),
+            timeout_write=float(config.timeout_write),
             limit_request_body=config.limit_request_body,
             limit_request_header_size=config.limit_request_header_size,
             limit_request_headers=config.limit_request_headers,

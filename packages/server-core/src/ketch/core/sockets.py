@@ -1,4 +1,5 @@
-"""Listening sockets (`--host/--port`, `--uds`, `--fd`) and the TLS context."""
+"""Listening sockets (`--host/--port`, `--uds`, `--fd`, systemd's socket
+activation) and the TLS context."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from ketch.core.config import Config
 from ketch.core.errors import ConfigError, KetchError
 from ketch.core.negotiation import ALPN_PROTOCOLS
+from ketch.core.systemd import listen_fds
 
 logger = logging.getLogger("ketch.error")
 
@@ -36,27 +38,35 @@ class Listener:
 
 
 def bind(config: Config) -> list[Listener]:
-    """Open the sockets the configuration asks for, listening with `--backlog`."""
+    """The sockets to serve: `--fd`, `--uds`, else those systemd passed (socket
+    activation, one or several), else `--host/--port`, listening with `--backlog`."""
+    activated = listen_fds()  # taken out of the environment in every case
     if config.fd is not None:
-        return [Listener(_from_fd(config.fd))]
+        return [Listener(_from_fd(config.fd, f"--fd {config.fd}"))]
     if config.uds is not None:
         return [Listener(_bind_uds(config.uds, config.backlog), uds_path=config.uds)]
+    if activated:
+        logger.info("Serving %d socket(s) passed by systemd", len(activated))
+        # the socket files of ListenStream=/path belong to systemd: never removed here
+        return [Listener(_from_fd(fd, f"systemd's socket (fd {fd})")) for fd in activated]
     return [Listener(sock) for sock in _bind_tcp(config.host, config.port, config.backlog)]
 
 
-def _from_fd(fd: int) -> socket.socket:
+def _from_fd(fd: int, name: str) -> socket.socket:
     try:
         sock = socket.socket(fileno=fd)
     except OSError as exc:
-        raise BindError(f"--fd {fd} is not an open socket ({exc.strerror})") from None
+        raise BindError(f"{name} is not an open socket ({exc.strerror})") from None
     if sock.type != socket.SOCK_STREAM:
-        raise BindError(f"--fd {fd} is not a stream socket")
+        sock.detach()  # not ours to close
+        raise BindError(f"{name} is not a stream socket")
     try:
         accepting = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
     except OSError:
         accepting = 1
     if not accepting:
-        raise BindError(f"--fd {fd} is a socket that is not listening (call listen() on it)")
+        sock.detach()
+        raise BindError(f"{name} is a socket that is not listening (call listen() on it)")
     return sock
 
 

@@ -1,9 +1,17 @@
 """Running a WSGI (PEP 3333) application as an ASGI one.
 
-The WSGI app runs in a thread pool. The request body is streamed to it
-(`wsgi.input` pulls chunks from the event loop as the app reads) and its
-response iterable is streamed back chunk by chunk, with the server's write
-back-pressure reaching the worker thread.
+The WSGI app runs in a thread pool, and a thread is held by whoever makes it
+wait, so slow clients must not get one:
+
+- The request body is read in the event loop, up to `BODY_BUFFER` bytes, before
+  the app takes a thread: most bodies are read whole there, and a client that
+  sends its body slowly holds a connection, not a thread.
+- A longer body is streamed to the app (`wsgi.input` pulls chunks from the event
+  loop as the app reads), but only half the threads may do that at once: the
+  other half stay for requests that do not wait for the network.
+- The response iterable is sent chunk by chunk as the app yields it, with the
+  server's write back-pressure reaching the thread; once the client has gone,
+  the iterable is closed at its next chunk instead of running on.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sized
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -29,6 +37,10 @@ from ketch.core._types import (
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 T = TypeVar("T")
 
+# Request bodies up to this size are read before the app takes a thread (the
+# HTTP connection's own read buffer is as big).
+BODY_BUFFER = 64 * 1024
+
 
 async def _await(awaitable: Awaitable[T]) -> T:
     """run_coroutine_threadsafe() takes coroutines; ASGI callables return awaitables."""
@@ -39,6 +51,8 @@ class WSGIMiddleware:
     def __init__(self, app: WSGIApplication, workers: int = 10) -> None:
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ketch-wsgi")
+        # threads that may wait for the rest of a long request body
+        self.streaming = asyncio.Semaphore(max(1, workers // 2))
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -55,8 +69,26 @@ class WSGIMiddleware:
             return
         loop = asyncio.get_running_loop()
         body = _Input(receive, loop)
+        if not await body.prefill():
+            return  # the client left before its body arrived: no one to answer
         responder = _Responder(self.app, build_environ(scope, body), send, loop)
-        await loop.run_in_executor(self.executor, responder.run)
+        watcher = loop.create_task(_watch_disconnect(body, responder))
+        try:
+            if body.complete:
+                await loop.run_in_executor(self.executor, responder.run)
+            else:
+                async with self.streaming:
+                    await loop.run_in_executor(self.executor, responder.run)
+        finally:
+            watcher.cancel()
+
+
+async def _watch_disconnect(body: _Input, responder: _Responder) -> None:
+    """Once the body is read, receive() returns when the client leaves."""
+    await body.finished.wait()
+    message = await body.receive()
+    if message["type"] == "http.disconnect":
+        responder.disconnected = True
 
 
 def build_environ(scope: Scope, body: io.RawIOBase) -> Environ:
@@ -108,25 +140,45 @@ class _Input(io.RawIOBase):
 
     def __init__(self, receive: ASGIReceiveCallable, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
-        self._receive = receive
+        self.receive = receive
         self._loop = loop
         self._buffer = bytearray()
         self._more = True
+        self.finished = asyncio.Event()  # the whole body was received (or the client left)
+
+    @property
+    def complete(self) -> bool:
+        return not self._more
 
     def readable(self) -> bool:
+        return True
+
+    async def prefill(self) -> bool:
+        """In the event loop: read the body up to BODY_BUFFER bytes. False if the
+        client left first."""
+        while self._more and len(self._buffer) < BODY_BUFFER:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                return False
+            self._buffer += message.get("body", b"")
+            self._more = message.get("more_body", False)
+        if not self._more:
+            self.finished.set()
         return True
 
     def _fill(self) -> bool:
         """Pull the next body chunk (from the worker thread); False at the end."""
         if not self._more:
             return False
-        pending = asyncio.run_coroutine_threadsafe(_await(self._receive()), self._loop)
+        pending = asyncio.run_coroutine_threadsafe(_await(self.receive()), self._loop)
         message: Message = pending.result()
+        more = message["type"] == "http.request" and message.get("more_body", False)
+        if not more:
+            self._loop.call_soon_threadsafe(self.finished.set)
+        self._more = more
         if message["type"] != "http.request":
-            self._more = False
             return False
         self._buffer += message.get("body", b"")
-        self._more = message.get("more_body", False)
         return True
 
     def readinto(self, buffer: Any) -> int:
@@ -178,6 +230,7 @@ class _Responder:
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_sent = False
         self.started = False
+        self.disconnected = False  # set from the event loop when the client leaves
 
     def start_response(
         self,
@@ -214,23 +267,25 @@ class _Responder:
             self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     def run(self) -> None:
-        """In a worker thread: call the app and stream its response.
+        """In a worker thread: call the app and send each chunk as it comes.
 
-        One chunk is held back so that the last one goes out as the final body
-        message: a one-chunk response then gets a Content-Length, not chunking."""
+        A sequence of one item (PEP 3333 lets a server trust its len()) is the
+        whole body: it goes out as the final body message, with a Content-Length."""
         result: Iterable[bytes] = self.app(self.environ, self.start_response)
-        pending = b""
+        last = b""
         try:
-            for chunk in result:
-                if not chunk:
-                    continue
-                if pending:
-                    self.write(pending)
-                pending = chunk
+            if isinstance(result, Sized) and len(result) == 1:
+                last = b"".join(result)
+            else:
+                for chunk in result:
+                    if self.disconnected:
+                        break  # the client left: close() below ends the app's iterable
+                    if chunk:
+                        self.write(chunk)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
         if not self.headers_sent:
             self._send_head()
-        self._send({"type": "http.response.body", "body": pending, "more_body": False})
+        self._send({"type": "http.response.body", "body": last, "more_body": False})

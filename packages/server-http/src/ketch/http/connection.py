@@ -10,6 +10,7 @@ writes, closes or hands over asks them first:
 - `writing`: OPEN (answers may be written), LINGER (everything is answered and
   our side half-closed: reading and dropping until the peer closes or the
   deadline), HANDED_OVER (the WebSocket plugin owns the transport), CLOSED.
+  Leaving OPEN closes the `Output` gate: no write can follow, whatever asks.
 
 Requests are answered strictly in the order they came. The one being answered
 is `current`; complete requests pipelined behind it wait in `queue`, and so do
@@ -21,17 +22,17 @@ while a request waits in the queue, after the last request and before a
 handover.
 
 One deadline at a time, named by `due`: KEEP_ALIVE (idle between requests),
-HEAD (a head arriving), BODY (the app waits for body bytes), LINGER (closing).
+HEAD (a head arriving), BODY (the app waits for body bytes), WRITE (the client
+reads none of a full send buffer), LINGER (closing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, cast
 
 from ketch.core.api import (
     ConnectionInfo,
@@ -47,7 +48,34 @@ from ketch.core.api import (
     websocket_scope,
 )
 from ketch.http.cycle import COMPLETE, RequestCycle
+from ketch.http.output import Output
 from ketch.http.request_head import BadRequest, HeadFacts, check_head
+from ketch.http.states import (
+    BODY,
+    BODY_BUFFER,
+    BODY_DUE,
+    CLOSED,
+    DONE,
+    DRAIN_LIMIT,
+    HANDED_OVER,
+    HANDOVER,
+    HEAD,
+    HEAD_DUE,
+    IDLE,
+    KEEP_ALIVE_DUE,
+    LINGER,
+    LINGER_DUE,
+    LINGER_SECONDS,
+    NO_DEADLINE,
+    NO_MORE,
+    OPEN,
+    QUEUED,
+    READ_HIGH_WATER,
+    SHUTDOWN_GRACE,
+    SWITCHING,
+    WRITE_DUE,
+    Refusal,
+)
 
 if TYPE_CHECKING:
     from ketch.http.parser import Parser, ParserEvents
@@ -55,88 +83,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ketch.error")
 
 
-class Reading(enum.Enum):
-    IDLE = "idle"
-    HEAD = "head"
-    BODY = "body"
-    DONE = "done"
-    SWITCHING = "switching"
-
-
-class Writing(enum.Enum):
-    OPEN = "open"
-    LINGER = "linger"
-    HANDED_OVER = "handed over"
-    CLOSED = "closed"
-
-
-class Due(enum.Enum):
-    """What the connection's deadline means."""
-
-    NOTHING = "nothing"
-    KEEP_ALIVE = "keep-alive"
-    HEAD = "request head"
-    BODY = "request body"
-    LINGER = "linger"
-
-
-IDLE: Final = Reading.IDLE
-HEAD: Final = Reading.HEAD
-BODY: Final = Reading.BODY
-DONE: Final = Reading.DONE
-SWITCHING: Final = Reading.SWITCHING
-OPEN: Final = Writing.OPEN
-LINGER: Final = Writing.LINGER
-HANDED_OVER: Final = Writing.HANDED_OVER
-CLOSED: Final = Writing.CLOSED
-# (module constants: reading `Enum.MEMBER` costs ten times a global)
-NO_DEADLINE: Final = Due.NOTHING
-KEEP_ALIVE_DUE: Final = Due.KEEP_ALIVE
-HEAD_DUE: Final = Due.HEAD
-BODY_DUE: Final = Due.BODY
-LINGER_DUE: Final = Due.LINGER
-
-# reasons to pause reading (ReadFlow bits)
-BODY_BUFFER: Final = 1  # the app has not taken what was read of the body
-QUEUED: Final = 2  # a complete request waits for its turn
-NO_MORE: Final = 4  # no more requests will be taken (until the lingering close)
-HANDOVER: Final = 8  # an upgrade request waits for its turn
-
-# Buffer at most this much unread request body before pausing the transport.
-READ_HIGH_WATER = 64 * 1024
-# After a response that left part of the request body unread, read and discard
-# at most this much (and for at most LINGER_SECONDS) to keep the connection.
-DRAIN_LIMIT = 1024 * 1024
-LINGER_SECONDS = 2.0
-# When the server stops, a keep-alive connection idle after a response stays open
-# this long, so that a request already on its way is answered (with Connection:
-# close) instead of meeting a closed socket. A connection that has not sent its
-# first request yet keeps its keep-alive timeout: its client is about to send
-# one, and unlike a reused connection's, that request is not retried.
-SHUTDOWN_GRACE = 0.5
-# Gathered chunks of a streamed response are written once they reach this size
-# (so that flow control sees them).
-UNSENT_LIMIT = 64 * 1024
-
-
-class Refusal(NamedTuple):
-    """A request ketch answers itself, in its turn, before closing."""
-
-    status: int
-    reason: str
-
-
 class HTTPConnection(asyncio.Protocol):
     """One HTTP/1.1 connection; `parser` turns its bytes into events
     (`ketch.http.parser.ParserEvents`, implemented here)."""
 
     __slots__ = (
-        "_flush_handle",
         "_held",
         "_last_request",
         "_served",
-        "_unsent",
-        "_unsent_size",
         "context",
         "current",
         "deadline",
@@ -144,6 +98,7 @@ class HTTPConnection(asyncio.Protocol):
         "incoming",
         "info",
         "loop",
+        "output",
         "parser",
         "queue",
         "read_flow",
@@ -172,15 +127,12 @@ class HTTPConnection(asyncio.Protocol):
         self._served = False  # a response completed: the client reuses the connection
         self._last_request = False  # take no request after the incoming one
         self._held = b""  # bytes after an upgrade request, for the WebSocket protocol
-        # a streamed response's chunks not written yet, and the flush scheduled
-        self._unsent: list[bytes] = []
-        self._unsent_size = 0
-        self._flush_handle: asyncio.Handle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike
         self.transport = cast(asyncio.Transport, transport)
+        self.output = Output(self.transport, self.loop)
         self.read_flow = ReadFlow(self.transport)
         context = self.context
         self.info: ConnectionInfo = context.connection_info(transport)
@@ -210,9 +162,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.writing = CLOSED
+        self.output.open = False
         self.reading = DONE
         self.deadline = 0.0
-        self._unsent.clear()
         self.context.connections.discard(self)
         self.write_flow.connection_lost()
         for cycle in (self.current, self.incoming, *self.queue):
@@ -221,9 +173,19 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_flow.pause()
+        self._await_reader()
 
     def resume_writing(self) -> None:
         self.write_flow.resume()
+        if self.due is WRITE_DUE:
+            self.due = NO_DEADLINE
+            self.deadline = 0.0
+
+    def _await_reader(self) -> None:
+        """The send buffer is full: the client must read within --timeout-write."""
+        if self.due is NO_DEADLINE and self.writing is OPEN:
+            self.due = WRITE_DUE
+            self.deadline = self.context.now + self.settings.timeout_write
 
     # --- what the server calls (ketch.core.api.Connection) -----------------------------
     def on_deadline(self) -> None:
@@ -232,12 +194,23 @@ class HTTPConnection(asyncio.Protocol):
         self.deadline = 0.0
         if due is HEAD_DUE:
             self._refuse(408, "Request header timeout")
-        elif due is BODY_DUE:
+        elif due is BODY_DUE or due is WRITE_DUE:
+            what = "request body" if due is BODY_DUE else "write"
             self.context.error_logger.info(
-                "Closing connection from %s: request body timeout", _peer(self.info.client)
+                "Closing connection from %s: %s timeout", _peer(self.info.client), what
             )
-            self.close()
+            self._give_up()
         elif due is not NO_DEADLINE:
+            self._give_up()
+        if self.write_flow.paused:  # another deadline fired first
+            self._await_reader()
+
+    def _give_up(self) -> None:
+        """Close at a deadline; abort when the client does not read what is
+        buffered for it (a close would wait for that buffer forever)."""
+        if self.write_flow.paused:
+            self.abort()
+        else:
             self.close()
 
     def shutdown(self) -> None:
@@ -260,6 +233,7 @@ class HTTPConnection(asyncio.Protocol):
     def abort(self) -> None:
         if self.writing is not CLOSED:
             self.writing = CLOSED
+            self.output.open = False
             self.deadline = 0.0
             self.transport.abort()
 
@@ -367,44 +341,6 @@ class HTTPConnection(asyncio.Protocol):
         self._refuse(status, reason)
 
     # --- what the request cycle calls ---------------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Write part of the current response, after what was gathered."""
-        if self._unsent:
-            self.flush(data)
-        elif self.writing is OPEN:
-            self.transport.write(data)
-
-    def write_pair(self, first: bytes, second: bytes) -> None:
-        """Write two parts of the current response with one system call."""
-        self.flush()
-        if self.writing is OPEN:
-            self.transport.writelines((first, second))
-
-    def write_soon(self, data: bytes) -> None:
-        """Part of a streamed response: written with whatever else the app sends
-        before it next suspends (a burst of chunks costs one system call)."""
-        self._unsent.append(data)
-        self._unsent_size += len(data)
-        if self._unsent_size >= UNSENT_LIMIT:
-            self.flush()
-        elif self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self.flush)
-
-    def flush(self, last: bytes = b"") -> None:
-        """Write what `write_soon()` gathered, and `last` after it."""
-        handle = self._flush_handle
-        if handle is not None:
-            self._flush_handle = None
-            handle.cancel()
-        unsent = self._unsent
-        if last:
-            unsent.append(last)
-        if unsent:
-            self._unsent = []
-            self._unsent_size = 0
-            if self.writing is OPEN:
-                self.transport.writelines(unsent)
-
     def wait_for_body(self) -> None:
         """The app waits for body bytes: read on, and start the body deadline."""
         self.read_flow.resume(BODY_BUFFER)
@@ -455,7 +391,7 @@ class HTTPConnection(asyncio.Protocol):
         half-close, read and drop what still comes for a moment, then close."""
         if self.writing is not OPEN:
             return
-        self.flush()
+        self.output.stop()
         self._stop_reading()
         self.incoming = None
         self.queue.clear()
@@ -469,7 +405,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.writing is OPEN or self.writing is LINGER:
-            self.flush()
+            self.output.stop()
             self.writing = CLOSED
             self.deadline = 0.0
             self.transport.close()
@@ -546,7 +482,7 @@ class HTTPConnection(asyncio.Protocol):
             self.queue.append(Refusal(status, reason))
 
     def _answer(self, refusal: Refusal) -> None:
-        self.write(error_response(refusal.status, self.context.default_headers))
+        self.output.write(error_response(refusal.status, self.context.default_headers))
         self.finish()
 
     def _hand_over(self, cycle: RequestCycle) -> None:
@@ -557,6 +493,7 @@ class HTTPConnection(asyncio.Protocol):
         buffered = self.parser.take_unparsed() + self._held
         self._held = b""
         self.current = None
+        self.output.stop()
         self.writing = HANDED_OVER
         self.reading = DONE
         self.deadline = 0.0

@@ -1,9 +1,10 @@
 """One HTTP/1.1 request and its ASGI `receive`/`send`.
 
-The cycle talks to its connection through a few methods (`write`,
-`write_soon`, `flush`, `wait_for_body`, `body_waited`, `body_taken`,
-`response_complete`, `close`); the connection decides whether a write may
-still happen. The response's progress is `Response`: START (waiting for
+The cycle writes through its connection's `Output` (`write`, `write_soon`,
+`write_pair`, `flush`: the write gate, closed once the connection stops
+writing) and tells the connection what happens through a few methods
+(`wait_for_body`, `body_waited`, `body_taken`, `response_complete`, `close`).
+The response's progress is `Response`: START (waiting for
 `http.response.start`), STARTED (start received; the head goes out with the
 first body bytes, so a small response is one write), STREAMING (head written,
 more to come), COMPLETE.
@@ -23,6 +24,7 @@ from ketch.core.api import (
     LENGTH,
     UNTIL_CLOSE,
     ASGI3Application,
+    ClientDisconnected,
     Framing,
     Message,
     error_response,
@@ -164,7 +166,7 @@ class RequestCycle:
         self.response = COMPLETE
         self.wake()
         self._log(status)
-        conn.write(error_response(status, conn.context.default_headers, text))
+        conn.output.write(error_response(status, conn.context.default_headers, text))
         conn.response_complete(self)
 
     def _log(self, status: int) -> None:
@@ -178,7 +180,7 @@ class RequestCycle:
         if self.expect_continue:
             self.expect_continue = False
             if self.response is START and not self.disconnected:
-                self.conn.write(CONTINUE)
+                self.conn.output.write(CONTINUE)
         if self._over():
             return {"type": "http.disconnect"}
         if self.delivered:
@@ -216,7 +218,7 @@ class RequestCycle:
         if conn.write_flow.paused and not self.disconnected:
             await conn.write_flow.drain()
         if self.disconnected:
-            return
+            raise ClientDisconnected("the client is gone")
         kind = message["type"]
         response = self.response
         if response is START:
@@ -244,25 +246,26 @@ class RequestCycle:
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
+        output = conn.output
         if response is STARTED:
             head = self._head(None if more_body else len(body))
             self.response = STREAMING
             data = self._frame(body, more_body)
             if more_body:
-                conn.write_soon(head)
+                output.write_soon(head)
                 if data:
-                    conn.write_soon(data)
+                    output.write_soon(data)
             elif len(data) <= SMALL_BODY:
-                conn.write(head + data)  # one write: one syscall, one packet
+                output.write(head + data)  # one write: one syscall, one packet
             else:
-                conn.write_pair(head, data)  # one syscall (writev), no copy
+                output.write_pair(head, data)  # one syscall (writev), no copy
         else:
             data = self._frame(body, more_body)
             if more_body:
                 if data:
-                    conn.write_soon(data)
+                    output.write_soon(data)
             else:
-                conn.flush(data)
+                output.flush(data)
         if not more_body:
             self.response = COMPLETE
             self.wake()

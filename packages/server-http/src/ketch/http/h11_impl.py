@@ -141,7 +141,8 @@ class H11Parser:
         if head_end == -1:
             if size > self._incomplete_limit:
                 raise BadRequest(431, "Request head too large")
-            method_end = _METHOD.match(buf, pos).end()  # type: ignore[union-attr]
+            method = _METHOD.match(buf, pos)  # (matches, if only the empty string)
+            method_end = method.end() if method is not None else pos
             if method_end < end and buf[method_end] != 0x20:
                 raise BadRequest(400, "Invalid request line")  # at once, as llhttp does
             self._scanned = end - pos

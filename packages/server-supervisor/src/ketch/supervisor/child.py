@@ -16,9 +16,11 @@ from ketch.core import Config, Server
 logger = logging.getLogger("ketch.error")
 
 # Health protocol on the pipe: the parent writes PING, the child answers READY
-# once its server listens (STARTING before that). A child that reaches
-# --limit-max-requests says AT_LIMIT and serves on until the parent, once a
-# replacement serves, tells it to drain.
+# once its server listens (STARTING before that), followed by the number of
+# requests it has served, in ASCII digits (b"1" + b"1234"; the parent's STATUS
+# line for systemd adds them up). A child that reaches --limit-max-requests
+# says AT_LIMIT and serves on until the parent, once a replacement serves,
+# tells it to drain. Its last message, as it exits, is its final count.
 PING, READY, STARTING, AT_LIMIT = b"?", b"1", b"0", b"L"
 # The signal the parent sends to get a stuck worker's stacks in the log.
 DUMP_STACKS = signal.SIGUSR1
@@ -39,6 +41,7 @@ def worker_main(config: Config, sockets: list[socket.socket], health: Connection
         loop.add_signal_handler(signal.SIGHUP, server.request_restart)
 
     server.run(sockets, prepare=prepare)
+    _send(health, _state(server))
     sys.exit(server.exit_code)
 
 
@@ -58,11 +61,17 @@ def _on_request_limit(health: Connection, server: Server) -> None:
     _send(health, AT_LIMIT)
 
 
+def _state(server: Server) -> bytes:
+    """READY or STARTING, then the number of requests served."""
+    requests = server.context.total_requests if server.context is not None else 0
+    return (READY if server.started else STARTING) + b"%d" % requests
+
+
 def _answer(health: Connection, server: Server) -> None:
     try:
         while health.poll():
             health.recv_bytes()
-            health.send_bytes(READY if server.started else STARTING)
+            health.send_bytes(_state(server))
     except (EOFError, OSError):
         # the parent is gone: nobody supervises us any more, so stop
         server.request_exit()

@@ -44,7 +44,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     ) from None
 
 from ketch.core import Config, Server
-from ketch.core.server import new_event_loop
 
 NO_LIMIT_HEADERS = 32768
 NO_LIMIT_HEAD = 1024 * 1024
@@ -121,14 +120,13 @@ class KetchWorker(Worker):  # type: ignore[misc]
     def run(self) -> None:
         self.config.app = self.wsgi
         server = self.server = Server(self.config)
-        loop = new_event_loop(self.config)
-        asyncio.set_event_loop(loop)
-        loop.add_signal_handler(signal.SIGQUIT, self._quick_stop)
-        try:
-            sockets = [getattr(sock, "sock", sock) for sock in self.sockets]
-            loop.run_until_complete(server.serve(sockets=sockets))
-        finally:
-            loop.close()
+
+        def prepare(loop: asyncio.AbstractEventLoop) -> None:
+            loop.add_signal_handler(signal.SIGQUIT, self._quick_stop)
+
+        # Server.run: its own loop, and at the end the app's tasks cancelled and
+        # async generators closed, as for every ketch server
+        server.run([getattr(sock, "sock", sock) for sock in self.sockets], prepare=prepare)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 

@@ -24,7 +24,7 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -76,7 +76,7 @@ class Watcher:
         self.ready = threading.Event()  # set once changes from now on are seen
         self._changes: set[Path] = set()
         self._lock = threading.Lock()
-        self.on_change: list[threading.Event] = []
+        self.on_change: list[Callable[[], None]] = []  # called from the watcher's thread
         self._thread = threading.Thread(target=self._run, name="ketch-reload", daemon=True)
 
     name = "polling"
@@ -97,8 +97,8 @@ class Watcher:
     def _report(self, paths: Iterable[Path]) -> None:
         with self._lock:
             self._changes.update(paths)
-        for event in self.on_change:
-            event.set()
+        for callback in self.on_change:
+            callback()
 
     def _relevant(self, path: Path) -> bool:
         for root in self.dirs:
@@ -180,7 +180,7 @@ class ReloadSupervisor:
             "Will watch for changes in these directories: %s", [str(d) for d in watcher.dirs]
         )
         logger.info("Started reloader process [%d] using %s", os.getpid(), watcher.name)
-        watcher.on_change.append(self.supervisor.wakeup)
+        watcher.on_change.append(self.supervisor.wakeup.set)
         self.supervisor.poll_hooks.append(self._reload_if_changed)
         watcher.start()
         try:

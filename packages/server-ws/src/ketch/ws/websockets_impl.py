@@ -16,7 +16,8 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from ketch.core.api import Headers, ServerContext, WebSocketUpgrade
-from ketch.ws.protocol import INVALID_DATA, WebSocketProtocol
+from ketch.ws.protocol import WebSocketProtocol
+from ketch.ws.rfc6455 import INVALID_DATA
 
 TEXT, BINARY, CONT, PONG, CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
 
@@ -52,7 +53,7 @@ class WebSocketsProtocol(WebSocketProtocol):
         self._response: Response | None = response
         self._fragments: list[bytes] | None = None
         self._text = False
-        self._raw_frames = not conn.extensions
+        self.raw_frames = not conn.extensions
         return None
 
     def accept_response(self, subprotocol: str | None, headers: Headers) -> bytes:

@@ -4,11 +4,13 @@ The upgrade request, already parsed by the HTTP protocol, is handed to
 wsproto's handshake with `initiate_upgrade_connection()`. Once accepted, the
 handshake object is dropped and frames go straight through its
 `wsproto.connection.Connection`. wsproto has no message size limit and
-delivers a long frame in pieces: the pieces are joined and counted here.
+delivers a long frame in pieces: the pieces are joined and counted here, and
+compressed ones are inflated no further than the limit (`BoundedDeflate`).
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from wsproto import ConnectionType, WSConnection
@@ -23,10 +25,12 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, ParseFailed
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ketch.core.api import Headers, ServerContext, WebSocketUpgrade
-from ketch.ws.protocol import MESSAGE_TOO_BIG, WebSocketProtocol
+from ketch.ws.protocol import WebSocketProtocol
+from ketch.ws.rfc6455 import MESSAGE_TOO_BIG
 
 OPEN = ConnectionState.OPEN
 REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
@@ -51,8 +55,9 @@ class WSProtoProtocol(WebSocketProtocol):
         handshake = self._handshake
         assert handshake is not None
         self._handshake = None
+        settings = self.settings
         extensions: list[Extension] = (
-            [PerMessageDeflate()] if self.settings.per_message_deflate else []
+            [BoundedDeflate(settings.max_size)] if settings.per_message_deflate else []
         )
         data = handshake.send(
             AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers)
@@ -60,7 +65,7 @@ class WSProtoProtocol(WebSocketProtocol):
         conn = handshake.connection
         assert conn is not None
         self._conn: Connection = conn
-        self._raw_frames = not any(extension.enabled() for extension in extensions)
+        self.raw_frames = not any(extension.enabled() for extension in extensions)
         return data
 
     def receive_frames(self, data: bytes) -> None:
@@ -113,7 +118,7 @@ class WSProtoProtocol(WebSocketProtocol):
 
     def _too_big(self) -> None:
         """Over --ws-max-size: close with 1009."""
-        reason = f"message over the maximum size ({self.settings.max_size} bytes)"
+        reason = _too_big_reason(self.settings.max_size)
         conn = self._conn
         if conn.state is OPEN:
             self.transport.write(conn.send(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason)))
@@ -127,6 +132,53 @@ class WSProtoProtocol(WebSocketProtocol):
 
     def ping_frame(self, payload: bytes) -> bytes:
         return self._conn.send(Ping(payload=payload))
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate that inflates a message no further than `max_size`.
+
+    wsproto inflates each piece of a frame whole: a 200 KB frame of zeros is
+    200 MB in memory before anyone can count it. Here zlib stops one byte past
+    what the message may still hold, and that byte fails the message (1009)."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self.max_size = max_size
+        self._inflated = 0  # bytes of the current message so far
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        decompressor = self._decompressor
+        assert decompressor is not None
+        try:
+            inflated = decompressor.decompress(data, self.max_size - self._inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        return self._count(inflated)
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        # the end of a frame inflates what zlib held back: nothing, since it had room
+        result = super().frame_inbound_complete(proto, fin)
+        if type(result) is bytes:
+            result = self._count(result)
+        if fin and self._inbound_is_compressible:  # a data message ends (not a ping)
+            self._inflated = 0
+        return result
+
+    def _count(self, inflated: bytes) -> bytes:
+        size = self._inflated = self._inflated + len(inflated)
+        if size > self.max_size:
+            raise ParseFailed(_too_big_reason(self.max_size), CloseReason.MESSAGE_TOO_BIG)
+        return inflated
+
+
+def _too_big_reason(max_size: int) -> str:
+    return f"message over the maximum size ({max_size} bytes)"
 
 
 def _join(parts: list[Any]) -> bytes | str:
