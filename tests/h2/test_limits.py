@@ -5,12 +5,13 @@ serving everyone else. docs/limits.md lists them."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import hpack
 import pytest
 from support import Running, serve, wait_for
 from support.apps import echo, hello
@@ -28,8 +29,10 @@ from support.h2frames import (
     HEADERS,
     INITIAL_WINDOW_SIZE,
     MAX_CONCURRENT_STREAMS,
+    MAX_FRAME_SIZE,
     MAX_HEADER_LIST_SIZE,
     NO_ERROR,
+    PREFACE,
     PRIORITY,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
@@ -292,22 +295,58 @@ def test_continuation_without_end_is_cut_off() -> None:
 
 
 def test_zero_window_held_forever_resets_the_stream() -> None:
-    finished = threading.Event()
+    raised: list[BaseException] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"x" * 100})
-        finished.set()  # send() returned: the stream was given up
+        try:
+            await send({"type": "http.response.body", "body": b"x" * 100})
+        except OSError as exc:  # ClientDisconnected (ASGI 2.4)
+            raised.append(exc)
 
     with (
-        serve(app, http2=True, timeout_request_body=1) as running,
+        serve(app, http2=True, timeout_write=1) as running,
         RawH2(running.port, settings={INITIAL_WINDOW_SIZE: 0}) as h2,
     ):
         h2.request(1)
         response = h2.response(1, timeout=5, window=False)
         assert response.status == 200 and response.body == b""
         assert response.reset == CANCEL
-        assert finished.wait(5)
+        wait_for(lambda: raised)
+        assert_serves(running)
+
+
+def test_client_that_reads_nothing_is_cut_off_at_the_write_timeout() -> None:
+    """Windows wide open, nothing read: the send buffer fills, and after
+    --timeout-write the connection is aborted (a close would wait for the
+    buffer forever); the app's send() raises."""
+    raised: list[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/now":
+            await send({"type": "http.response.body", "body": b"now"})
+            return
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"z" * 65536, "more_body": True})
+        except OSError as exc:
+            raised.append(exc)
+
+    with serve(app, http2=True, timeout_write=1) as running:
+        sock = socket.create_connection(("127.0.0.1", running.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw = RawH2.__new__(RawH2)  # (only its header block encoder)
+        raw.encoder = hpack.Encoder()
+        sock.sendall(
+            PREFACE
+            + settings_frame({INITIAL_WINDOW_SIZE: 2**31 - 1, MAX_FRAME_SIZE: 2**24 - 1})
+            + window_update(0, 2**31 - 65536)
+            + raw.headers(1, raw.request_headers())
+        )
+        wait_for(lambda: raised, timeout=15)
+        wait_for(lambda: not running.context.connections)
+        sock.close()
         assert_serves(running)
 
 

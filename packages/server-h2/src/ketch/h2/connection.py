@@ -24,8 +24,10 @@ GOAWAY either way, so ketch writes its GOAWAY frames itself, and the guard
 One deadline at a time for the whole connection (`deadline`, the earliest
 of): idle with no stream (`--timeout-keep-alive`: GOAWAY and close), a header
 block arriving (`--timeout-request-header`), a stream's app waiting for body
-bytes or for the client's flow-control window (`--timeout-request-body`:
-that stream is reset), the two GOAWAYs of a graceful stop, the lingering close.
+bytes (`--timeout-request-body`) or for the client's flow-control window
+(`--timeout-write`): that stream is reset; a send buffer the client does not
+read (`--timeout-write`: the connection is aborted), the two GOAWAYs of a
+graceful stop, the lingering close.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ STREAM_WINDOW: Final = 65535
 # client answered our PING, or after this many seconds.
 GOAWAY_GRACE: Final = 1.0
 LINGER_SECONDS: Final = 2.0
+# DATA given to h2 is written at the end of the loop turn, or at once past this
+# much (then the transport says when its buffer is full).
+FLUSH_AT: Final = 64 * 1024
 # the highest stream identifier: the first GOAWAY of a graceful stop names it
 ANY_STREAM: Final = 2**31 - 1
 # reasons to pause reading (ReadFlow bits)
@@ -157,6 +162,7 @@ class HTTP2Connection(asyncio.Protocol):
     __slots__ = (
         "_flush_handle",
         "_ping",
+        "_unflushed",
         "blocked",
         "client_done",
         "context",
@@ -176,6 +182,7 @@ class HTTP2Connection(asyncio.Protocol):
         "streams",
         "timed",
         "transport",
+        "write_due",
         "write_flow",
     )
 
@@ -196,7 +203,9 @@ class HTTP2Connection(asyncio.Protocol):
         self.client_done = False  # the client sent GOAWAY: it opens no more streams
         self._ping = b""  # the PING of a graceful stop, until its answer
         self._flush_handle: asyncio.Handle | None = None
+        self._unflushed = 0  # DATA bytes given to h2 since the last flush
         self.write_flow = WriteFlow()
+        self.write_due = 0.0  # the send buffer is full: the client must read by then
         # an encoded header block beyond twice the header-list limit ends the connection
         hard_limit = 2 * settings.limit_request_header_size
         self.guard = FrameGuard(hard_limit, context.now)
@@ -308,10 +317,14 @@ class HTTP2Connection(asyncio.Protocol):
         # PING, SETTINGS and refusals are answered: a client that does not read
         # them is not read either
         self.read_flow.pause(WRITE_BACKLOG)
+        self.write_due = self.context.now + self.settings.timeout_write
+        if not self.deadline or self.write_due < self.deadline:
+            self.deadline = self.write_due
 
     def resume_writing(self) -> None:
         self.write_flow.resume()
         self.read_flow.resume(WRITE_BACKLOG)
+        self.write_due = 0.0
 
     # --- what the server calls (ketch.core.api.Connection) -----------------------------
     def on_deadline(self) -> None:
@@ -319,6 +332,13 @@ class HTTP2Connection(asyncio.Protocol):
         state = self.state
         self.deadline = 0.0
         if state is LINGER:
+            self.abort()
+            return
+        if self.write_due and now >= self.write_due:
+            # the client reads none of a full send buffer: a close would wait for it forever
+            self.context.error_logger.info(
+                "Closing HTTP/2 connection from %s: write timeout", _peer(self.info)
+            )
             self.abort()
             return
         if self.guard.block_since and now >= self.guard.block_since + self._header_timeout():
@@ -512,7 +532,7 @@ class HTTP2Connection(asyncio.Protocol):
         size = len(data)
         if size <= window and size <= frame_size:  # the usual case: one DATA frame
             h2.send_data(stream_id, data, end_stream=end)
-            self._flush_soon()
+            self._written(size)
             return
         sent = 0
         while window > 0 and sent < size:
@@ -525,13 +545,13 @@ class HTTP2Connection(asyncio.Protocol):
             stream.unsent = data[sent:]
             stream.unsent_end = end
             self.blocked[stream_id] = stream
-        self._flush_soon()
+        self._written(sent)
 
     async def send_data(self, stream: Stream, data: bytes, end: bool) -> None:
         """`write_data()`, then wait until the client's window took it all."""
         self.write_data(stream, data, end)
         while stream.unsent and not stream.disconnected:
-            stream.window_due = self.context.now + self.settings.timeout_request_body
+            stream.window_due = self.context.now + self.settings.timeout_write
             self._timed(stream)
             waiter = stream.window_waiter = self.loop.create_future()
             try:
@@ -742,6 +762,16 @@ class HTTP2Connection(asyncio.Protocol):
             self.deadline = 0.0
 
     # --- writing and deadlines --------------------------------------------------------------
+    def _written(self, size: int) -> None:
+        """`size` bytes of DATA went to h2: written with the rest of this loop
+        turn's frames, or at once past FLUSH_AT, so that the transport's
+        back-pressure (pause_writing) reaches an app that sends without pause."""
+        unflushed = self._unflushed = self._unflushed + size
+        if unflushed >= FLUSH_AT:
+            self.flush()
+        else:
+            self._flush_soon()
+
     def _flush_soon(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self.flush)
@@ -752,6 +782,7 @@ class HTTP2Connection(asyncio.Protocol):
         if handle is not None:
             self._flush_handle = None
             handle.cancel()
+        self._unflushed = 0
         data = self.h2.data_to_send()
         if data:
             self._write(data)
@@ -784,6 +815,8 @@ class HTTP2Connection(asyncio.Protocol):
             candidates.append(self.guard.block_since + self._header_timeout())
         if self._ping:
             candidates.append(self.goaway_since + GOAWAY_GRACE)
+        if self.write_due:
+            candidates.append(self.write_due)
         if not self.streams and self.idle_since and state is OPEN:
             candidates.append(self.idle_since + self.settings.timeout_keep_alive)
         for stream in self.timed:

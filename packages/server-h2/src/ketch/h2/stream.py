@@ -23,7 +23,13 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Final
 
-from ketch.core.api import ASGI3Application, Message, checked_headers, path_with_query
+from ketch.core.api import (
+    ASGI3Application,
+    ClientDisconnected,
+    Message,
+    checked_headers,
+    path_with_query,
+)
 from ketch.h2.request import CONNECTION_SPECIFIC
 
 if TYPE_CHECKING:
@@ -236,7 +242,7 @@ class Stream:
         if conn.write_flow.paused and not self.disconnected:
             await conn.write_flow.drain()
         if self.disconnected:
-            return
+            raise ClientDisconnected("the client is gone")
         kind = message["type"]
         response = self.response
         if response is START:
@@ -272,7 +278,9 @@ class Stream:
             await conn.send_data(self, body, not more_body)
         elif not more_body:
             conn.end(self)
-        if not more_body and not self.disconnected:
+        if self.disconnected:  # reset while send_data() waited for the client's window
+            raise ClientDisconnected("the client is gone")
+        if not more_body:
             if self.remaining > 0:
                 logger.error("Response content shorter than Content-Length")
                 conn.reset(self, INTERNAL_ERROR)
