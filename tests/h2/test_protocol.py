@@ -328,6 +328,18 @@ def test_http1_and_http2_clients_on_the_same_port() -> None:
         assert reply[3] == 0x4  # the server's SETTINGS frame
 
 
+def test_silent_or_half_preface_connections_close_at_the_keep_alive_timeout() -> None:
+    with (
+        serve(hello, http2=True, timeout_keep_alive=1) as running,
+        RawConnection(running.port) as silent,
+        RawConnection(running.port) as half,
+    ):
+        half.send(b"PRI * HTTP/2.0\r\n")
+        assert silent.is_closed(timeout=5)
+        assert half.is_closed(timeout=5)
+        assert exchange(running.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").status == 200
+
+
 def test_http2_over_a_unix_socket(tmp_path: Path) -> None:
     uds = str(tmp_path / "ketch.sock")
     with serve(scope_json, http2=True, uds=uds):

@@ -7,16 +7,19 @@ import asyncio
 import signal
 from typing import Any
 
-from support import KetchProcess, free_port, serve, wait_for, worker_pids
+from support import KetchProcess, RawConnection, free_port, serve, wait_for, worker_pids
+from support.apps import hello
 from support.h2frames import (
     ACK,
     GOAWAY,
     NO_ERROR,
     PING,
+    PREFACE,
     REFUSED_STREAM,
     Multiplexer,
     RawH2,
     frame,
+    settings_frame,
 )
 
 
@@ -53,6 +56,36 @@ def test_stop_sends_two_goaways_and_finishes_open_streams() -> None:
         assert h2.response(3).body == b"/racing"
         assert h2.wait_closed()
     assert started == 2
+
+
+def test_a_client_that_never_answers_the_ping_gets_the_second_goaway_anyway() -> None:
+    with serve(lambda *a: None, http2=True) as running, RawH2(running.port, auto_ack=False) as h2:
+        h2.settled()
+        running.server.request_exit()
+        assert h2.goaway().last_stream_id == 2**31 - 1
+        second = h2.read_until(lambda f: f.kind == GOAWAY and f.last_stream_id != 2**31 - 1)
+        assert second is not None and second.error_code == NO_ERROR
+        assert h2.wait_closed()
+
+
+def test_a_connection_still_choosing_its_version_at_shutdown_is_answered() -> None:
+    """Connected before the stop, first bytes after it: served, then closed."""
+    with (
+        serve(hello, http2=True) as running,
+        RawConnection(running.port) as plain,
+        RawH2(running.port, preface=False) as h2,
+    ):
+        wait_for(lambda: len(running.context.connections) == 2)
+        running.server.request_exit()
+        wait_for(lambda: running.context.shutting_down)
+        plain.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = plain.read_response()
+        assert response.status == 200
+        assert response.header("connection") == "close"
+        h2.send(PREFACE + settings_frame())
+        h2.request(1)
+        assert h2.response(1).status == 200
+        assert h2.wait_closed()
 
 
 def test_idle_connection_closes_promptly_at_shutdown() -> None:

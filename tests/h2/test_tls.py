@@ -12,7 +12,7 @@ import pytest
 import trustme
 from support import serve
 from support.apps import scope_json
-from support.h2frames import RawH2
+from support.h2frames import PROTOCOL_ERROR, RawH2
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,13 @@ def test_ssl_context_factory_gets_alpn_too(ca: trustme.CA, tls: dict[str, str]) 
         assert raw.sock.selected_alpn_protocol() == "h2"
         raw.request(1)
         assert raw.response(1).status == 200
+
+
+def test_garbage_after_choosing_h2_gets_goaway(ca: trustme.CA, tls: dict[str, str]) -> None:
+    with (
+        serve(scope_json, http2=True, **tls) as running,
+        RawH2(running.port, ssl_context=client_context(ca), preface=False) as raw,
+    ):
+        raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # not the preface
+        assert raw.goaway().error_code == PROTOCOL_ERROR
+        assert raw.wait_closed()

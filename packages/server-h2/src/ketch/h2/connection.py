@@ -716,25 +716,27 @@ class HTTP2Connection(asyncio.Protocol):
         self._close_with(ENHANCE_YOUR_CALM)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
-        """h2 found a protocol error and queued its GOAWAY: send it and close."""
-        code = exc.error_code
+        """h2 found a protocol error: send its GOAWAY and close.
+
+        h2 queues a GOAWAY with the error's code, except for a bad preface
+        (over TLS: cleartext connections reach HTTP/2 with a good one), which
+        gets ketch's; and it answers a header block it cannot decode with
+        PROTOCOL_ERROR, where RFC 9113 4.3 says COMPRESSION_ERROR."""
+        code = int(exc.error_code)
+        last_stream_id = self.h2.highest_inbound_stream_id
         data = self.h2.data_to_send()
+        queued = goaway_frame(last_stream_id, code)
+        if data.endswith(queued):
+            data = data[: -len(queued)]
         if isinstance(exc.__cause__, HPACKError) and not isinstance(exc, DenialOfServiceError):
-            # h2 answers a header block it cannot decode with PROTOCOL_ERROR;
-            # RFC 9113 4.3 says COMPRESSION_ERROR
-            expected = goaway_frame(self.h2.highest_inbound_stream_id, int(code))
-            if data.endswith(expected):
-                code = ErrorCodes.COMPRESSION_ERROR
-                data = data[: -len(expected)] + goaway_frame(
-                    self.h2.highest_inbound_stream_id, int(code)
-                )
+            code = ErrorCodes.COMPRESSION_ERROR
         logger.info(
             "Closing HTTP/2 connection from %s: %s (GOAWAY %s)",
             _peer(self.info),
             exc,
             ErrorCodes(code).name if code in ErrorCodes._value2member_map_ else code,
         )
-        self._write(data)
+        self._write(data + goaway_frame(last_stream_id, code))
         self._disconnect_all()
         self._finish()
 
