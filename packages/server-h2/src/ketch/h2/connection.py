@@ -304,13 +304,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.deadline = 0.0
         self.context.connections.discard(self)
         self.write_flow.connection_lost()
-        streams = list(self.streams.values())
-        self.streams.clear()
-        self.blocked.clear()
-        self.timed.clear()
-        for stream in streams:
-            stream.on_disconnect()
-            self._cancel_unstarted(stream)
+        self._disconnect_all()
 
     def pause_writing(self) -> None:
         self.write_flow.pause()
@@ -741,6 +735,7 @@ class HTTP2Connection(asyncio.Protocol):
         self._finish()
 
     def _disconnect_all(self) -> None:
+        """Every open stream is gone: its app hears http.disconnect (or never runs)."""
         streams = list(self.streams.values())
         self.streams.clear()
         self.blocked.clear()
