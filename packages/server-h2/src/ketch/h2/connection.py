@@ -46,7 +46,6 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
-    ConnectionTerminated,
     DataReceived,
     PingAckReceived,
     RemoteSettingsChanged,
@@ -241,7 +240,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
-        if self.state is LINGER or self.state is CLOSED:
+        if self._ended():
             return
         guard = self.guard
         now = self.context.now
@@ -255,6 +254,8 @@ class HTTP2Connection(asyncio.Protocol):
             self._protocol_error(exc)
             return
         for event in events:
+            if self._ended():  # (an earlier event ended the connection)
+                return
             kind = event.__class__
             if kind is RequestReceived:
                 self._on_request(cast(RequestReceived, event))
@@ -284,8 +285,6 @@ class HTTP2Connection(asyncio.Protocol):
                     stream = self.streams.get(trailers.stream_id)
                     if stream is not None:
                         self.reset(stream, PROTOCOL_ERROR)
-            elif kind is ConnectionTerminated:  # (the guard takes GOAWAY frames out)
-                pass
         if guard.goaways:
             self._on_client_goaway()
         if self.guard.flood:  # refused streams spent the budget
@@ -335,7 +334,10 @@ class HTTP2Connection(asyncio.Protocol):
             )
             self.abort()
             return
-        if self.guard.block_since and now >= self.guard.block_since + self._header_timeout():
+        if (
+            self.guard.block_since
+            and now >= self.guard.block_since + self.settings.timeout_request_header
+        ):
             self.context.error_logger.info(
                 "Closing HTTP/2 connection from %s: request header timeout", _peer(self.info)
             )
@@ -355,7 +357,7 @@ class HTTP2Connection(asyncio.Protocol):
                     _peer(self.info),
                 )
                 self.reset(stream, CANCEL)
-        if not self.streams and self.state is not LINGER and self.state is not CLOSED:
+        if not self.streams and not self._ended():
             if self.state is DRAINING and not self._ping:
                 self._finish()
             elif self.idle_since and now >= self.idle_since + self.settings.timeout_keep_alive:
@@ -535,7 +537,7 @@ class HTTP2Connection(asyncio.Protocol):
             h2.send_data(stream_id, data[sent : sent + piece], end_stream=end and last)
             sent += piece
             window -= piece
-        if sent < size or (size == 0 and end):
+        if sent < size:
             stream.unsent = data[sent:]
             stream.unsent_end = end
             self.blocked[stream_id] = stream
@@ -575,7 +577,7 @@ class HTTP2Connection(asyncio.Protocol):
 
     def end(self, stream: Stream) -> None:
         """End the response (after body messages that all went out)."""
-        if stream.unsent or stream.id in self.blocked:
+        if stream.unsent:
             stream.unsent_end = True
             return
         self.h2.end_stream(stream.id)
@@ -608,7 +610,7 @@ class HTTP2Connection(asyncio.Protocol):
             return
         self._forget(stream)
         stream.on_disconnect()
-        if self.state is not LINGER and self.state is not CLOSED:
+        if not self._ended():
             try:
                 self.h2.reset_stream(stream.id, error_code)
             except ProtocolError:
@@ -656,10 +658,6 @@ class HTTP2Connection(asyncio.Protocol):
             self.idle_since = self.context.now
             self._reschedule()
 
-    def stream_task_done(self, stream: Stream) -> None:
-        """A reset stream's app returned."""
-        self.orphans.discard(stream)
-
     def _cancel_unstarted(self, stream: Stream) -> bool:
         """Cancel the app of a stream that is gone before it ran; True if it was."""
         task = stream.task
@@ -684,7 +682,7 @@ class HTTP2Connection(asyncio.Protocol):
 
     def _close_with(self, error_code: int) -> None:
         """GOAWAY now, naming the last stream served, and close once written."""
-        if self.state is LINGER or self.state is CLOSED:
+        if self._ended():
             return
         self.flush()
         self._write(goaway_frame(self.h2.highest_inbound_stream_id, error_code))
@@ -694,7 +692,7 @@ class HTTP2Connection(asyncio.Protocol):
     def _calm_down(self) -> None:
         """The client floods: GOAWAY ENHANCE_YOUR_CALM, and every app it started
         here is cancelled."""
-        if self.state is LINGER or self.state is CLOSED:
+        if self._ended():
             return
         self.context.error_logger.warning(
             "Closing HTTP/2 connection from %s: too many frames that do no work "
@@ -747,7 +745,7 @@ class HTTP2Connection(asyncio.Protocol):
     def _finish(self) -> None:
         """Everything is written: close our side, read and drop what still comes
         for a moment (a reset could destroy the GOAWAY in the client's buffer)."""
-        if self.state is LINGER or self.state is CLOSED:
+        if self._ended():
             return
         self.flush()
         self.state = LINGER
@@ -759,6 +757,11 @@ class HTTP2Connection(asyncio.Protocol):
             self.deadline = 0.0
 
     # --- writing and deadlines --------------------------------------------------------------
+    def _ended(self) -> bool:
+        """Nothing more is read or written (LINGER or CLOSED)."""
+        state = self.state
+        return state is LINGER or state is CLOSED
+
     def _written(self, size: int) -> None:
         """`size` bytes of DATA went to h2: written with the rest of this loop
         turn's frames, or at once past FLUSH_AT, so that the transport's
@@ -789,9 +792,6 @@ class HTTP2Connection(asyncio.Protocol):
         if state is OPEN or state is DRAINING:
             self.transport.write(data)
 
-    def _header_timeout(self) -> float:
-        return self.settings.timeout_request_header
-
     def _timed(self, stream: Stream) -> None:
         self.timed.add(stream)
         due = stream.body_due or stream.window_due
@@ -804,12 +804,12 @@ class HTTP2Connection(asyncio.Protocol):
 
     def _reschedule(self) -> None:
         """The connection's deadline: the earliest thing it waits for."""
-        state = self.state
-        if state is LINGER or state is CLOSED:
+        if self._ended():
             return
+        state = self.state
         candidates: list[float] = []
         if self.guard.block_since:
-            candidates.append(self.guard.block_since + self._header_timeout())
+            candidates.append(self.guard.block_since + self.settings.timeout_request_header)
         if self._ping:
             candidates.append(self.goaway_since + GOAWAY_GRACE)
         if self.write_due:
