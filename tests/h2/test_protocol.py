@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import RawConnection, exchange, run_ketch, serve, wait_for
+from support import KetchProcess, RawConnection, exchange, free_port, run_ketch, serve, wait_for
 from support.apps import echo, hello, raises, raises_after_start, scope_json, stream
 from support.h2frames import (
     CANCEL,
@@ -370,6 +370,17 @@ def test_upgrade_h2c_is_served_over_http11() -> None:
         response = exchange(running.port, request)
     assert response.status == 200
     assert json.loads(response.body)["http_version"] == "1.1"
+
+
+def test_ketch_http2_environment_variable_turns_it_on() -> None:
+    port = free_port()
+    with KetchProcess(
+        ["support.apps:hello", "--port", str(port)], env={"KETCH_HTTP2": "1"}
+    ) as ketch:
+        ketch.wait_started()
+        with RawH2(port) as h2:
+            h2.request(1)
+            assert h2.response(1).status == 200
 
 
 def test_http2_without_ketch_h2_is_one_line_naming_the_package(tmp_path: Path) -> None:
