@@ -80,8 +80,10 @@ def test_log_config_json(tmp_path: Path) -> None:
     }
     path = tmp_path / "logging.json"
     path.write_text(json.dumps(config))
-    output = _serve_one_request(["--log-config", str(path)])
+    # a --log-config file wins over --log-format json
+    output = _serve_one_request(["--log-config", str(path), "--log-format", "json"])
     assert "JSONCFG ketch.error INFO Started server process" in output
+    assert '{"time"' not in output
     access = r'JSONCFG ketch.access INFO 127\.0\.0\.1:\d+ - "GET /path\?x=1 HTTP/1\.1" 200'
     assert re.search(access, output)
 
@@ -142,3 +144,32 @@ def test_uvicorn_style_formatters_in_a_custom_config(tmp_path: Path) -> None:
     path.write_text(json.dumps(config))
     output = _serve_one_request(["--log-config", str(path)])
     assert re.search(r"ACCESS 127\.0\.0\.1:\d+ GET /path\?x=1 HTTP/1\.1 200 OK", output)
+
+
+def test_the_documented_log_configs(tmp_path: Path) -> None:
+    """The three --log-config samples of docs/logging.md (docs/deploy/logging.*)."""
+    deploy = Path(__file__).resolve().parents[2] / "docs" / "deploy"
+    # JSON lines, for ketch and for the application's own loggers
+    output = _serve_one_request(["--log-config", str(deploy / "logging.json")])
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = next(r for r in records if r["logger"] == "ketch.access")
+    assert (access["path"], access["query"], access["status"]) == ("/path", "x=1", 200)
+    assert any(r["message"].startswith("Started server process") for r in records)
+    # Uvicorn's lines with the time, the access log in access.log (in the working directory)
+    port = free_port()
+    args = ["support.apps:hello", "--port", str(port), "--log-config", str(deploy / "logging.yaml")]
+    with KetchProcess(args, cwd=tmp_path) as ketch:
+        wait_for(lambda: _accepts(port), timeout=15)
+        httpx.get(f"http://127.0.0.1:{port}/path?x=1")
+        ketch.stop()
+    timed = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO:     "
+    assert re.search(timed + r"Started server process", ketch.output, re.M)
+    access_log = (tmp_path / "access.log").read_text()
+    assert re.search(
+        timed + r'127\.0\.0\.1:\d+ - "GET /path\?x=1 HTTP/1\.1" 200 OK$', access_log, re.M
+    )
+    # gunicorn-style access lines alone, timed server messages
+    ini = ["--log-config", str(deploy / "logging.ini")]
+    output = _serve_one_request([*ini, "--access-log-format", '%(h)s "%(r)s" %(s)s %(b)s %(D)s'])
+    assert re.search(r'^127\.0\.0\.1 "GET /path\?x=1 HTTP/1\.1" 200 13 \d+$', output, re.M)
+    assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ \[\d+\] INFO Started server process", output, re.M)

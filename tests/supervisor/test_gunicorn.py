@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import ssl
 import sys
@@ -153,3 +154,59 @@ def test_tls(tmp_path: Path) -> None:
         ca.configure_trust(context)
         data = httpx.get(f"https://127.0.0.1:{port}/", verify=context).json()
     assert data["scheme"] == "https"
+
+
+# --- logs -------------------------------------------------------------------------------
+def test_gunicorn_access_log_settings_are_honoured() -> None:
+    # without --access-logfile, gunicorn writes no access log: nor does ketch
+    quiet, quiet_port = _gunicorn("ketch.supervisor.gunicorn.KetchWorker", "-w", "1")
+    with quiet:
+        quiet.wait_for_output("ketch running on", timeout=30)
+        httpx.get(f"http://127.0.0.1:{quiet_port}/quiet")
+        quiet.stop()
+    assert "/quiet" not in quiet.output
+    fmt = 'ACCESS %(h)s "%(r)s" %(s)s %(b)s %({x-request-id}i)s'
+    process, port = _gunicorn(
+        "ketch.supervisor.gunicorn.KetchWorker",
+        "-w",
+        "1",
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        fmt,
+    )
+    with process:
+        process.wait_for_output("ketch running on", timeout=30)
+        httpx.get(f"http://127.0.0.1:{port}/x?y=1", headers={"x-request-id": "r-1"})
+        process.wait_for_output(r'(?m)^ACCESS 127\.0\.0\.1 "GET /x\?y=1 HTTP/1\.1" 200 \d+ r-1$')
+
+
+def test_json_lines_through_a_gunicorn_logging_config(tmp_path: Path) -> None:
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "ketch.core.logging.JSONFormatter"}},
+        "handlers": {"json": handler},
+        "root": {"level": "WARNING", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["json"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["json"], "level": "INFO", "propagate": False},
+        },
+    }
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(config))
+    process, port = _gunicorn(
+        "ketch.supervisor.gunicorn.KetchWorker", "-w", "1", "--log-config-json", str(path)
+    )
+    with process:
+        process.wait_for_output("ketch running on", timeout=30)
+        httpx.get(f"http://127.0.0.1:{port}/json", headers={"user-agent": "gunicorn-json"})
+        line = process.wait_for_output(r'(?m)^\{.*"logger": "ketch\.access".*$').group(0)
+    record = json.loads(line)
+    assert (record["path"], record["status"], record["user_agent"]) == (
+        "/json",
+        200,
+        "gunicorn-json",
+    )
+    assert record["message"].startswith("127.0.0.1 - - [")  # gunicorn's default format

@@ -288,3 +288,43 @@ async def leaky(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "http":
         LEAKED.append(b"x" * (64 * 1024))
     await scope_json(scope, receive, send)
+
+
+async def observed(scope: Scope, receive: Any, send: Any) -> None:
+    """For the access-log and metrics tests, by path:
+
+    - `/crash`: raises (a traceback in the error log);
+    - `/stream?n=COUNT&pause=SECONDS`: COUNT chunks of 10 bytes, a pause before each;
+    - WebSocket `/ws`: accepted, echoes every message; any other path: denied (403);
+    - anything else: reads the body, sleeps `?sleep=SECONDS`, answers `?status=`
+      (200) with the 10 bytes `0123456789`.
+
+    Every HTTP response carries `x-app: observed` and `x-pid: <the worker's pid>`."""
+    if scope["type"] == "lifespan":
+        await lifespan_with_state(scope, receive, send)
+        return
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        if scope["path"] != "/ws":
+            await send({"type": "websocket.close"})
+            return
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({**message, "type": "websocket.send"})
+        return
+    query = dict(
+        part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+    )
+    if scope["path"] == "/crash":
+        raise RuntimeError("the app failed on purpose")
+    headers = [(b"x-app", b"observed"), (b"x-pid", str(os.getpid()).encode())]
+    if scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for _ in range(int(query.get("n", "3"))):
+            await asyncio.sleep(float(query.get("pause", "0")))
+            await send({"type": "http.response.body", "body": b"x" * 10, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _read_body(receive)
+    await asyncio.sleep(float(query.get("sleep", "0")))
+    await _respond(send, int(query.get("status", "200")), b"0123456789", headers=headers)

@@ -165,6 +165,15 @@ def nginx(tmp: Path, site: Path, port: int) -> Iterator[KetchProcess]:
         yield process
 
 
+@contextlib.contextmanager
+def haproxy(config: Path, port: int) -> Iterator[KetchProcess]:
+    """HAProxy in the foreground (-db) serving the documented `config` file."""
+    binary = program("haproxy", "apt-get install haproxy")
+    with KetchProcess([], command=[binary, "-db", "-f", str(config)]) as process:
+        wait_listening(("127.0.0.1", port), process)
+        yield process
+
+
 # --- certificates ---------------------------------------------------------------------------
 @dataclass
 class Certificates:

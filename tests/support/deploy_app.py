@@ -62,6 +62,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             send,
             {
                 "client": list(client) if client else None,
+                "server": list(scope["server"]) if scope.get("server") else None,
                 "scheme": scope["scheme"],
                 "host": headers.get("host"),
                 "path": scope["path"],

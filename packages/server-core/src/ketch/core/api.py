@@ -10,9 +10,13 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
   declare one whose libraries are imported only when it is used.
 - `ClientDisconnected`: what `send()` raises once the client is gone.
 - Per server: `ServerContext` (the app, the loop, the settings, the registry
-  of connections and tasks, limits, the access log) and its frozen
-  `ServerSettings` / `WebSocketSettings` / `HTTP2Settings`; every connection satisfies
-  `Connection` (a deadline, shutdown, abort).
+  of connections and tasks, limits, the observer and the metrics) and its
+  frozen `ServerSettings` / `WebSocketSettings` / `HTTP2Settings`; every
+  connection satisfies `Connection` (a deadline, shutdown, abort).
+- Observing: `Observer` (`context.observer`, None when the access log and the
+  metrics are off) begins an `Exchange` per request, which the protocol fills
+  in and ends once; `Metrics` (`context.metrics`) counts what only a protocol
+  sees (refusals, WebSockets and their messages).
 - Per connection: `ConnectionInfo` (`context.connection_info(transport)`),
   `ReadFlow` and `WriteFlow` (flow control both ways), `wake()`.
 - Scopes: `http_scope()`, `websocket_scope()`, `split_target()`,
@@ -36,6 +40,7 @@ from ketch.core._types import (
     WebSocketScope,
 )
 from ketch.core.context import TICK_SECONDS, ClientDisconnected, Connection, ServerContext
+from ketch.core.exchange import Exchange, Observer
 from ketch.core.headers import DefaultHeaders
 from ketch.core.http1 import (
     CHUNKED,
@@ -55,6 +60,7 @@ from ketch.core.http1 import (
     response_head,
     status_line,
 )
+from ketch.core.metrics import Metrics
 from ketch.core.plugins import (
     HTTPPlugin,
     LazyPlugin,
@@ -83,6 +89,7 @@ __all__ = [
     "Connection",
     "ConnectionInfo",
     "DefaultHeaders",
+    "Exchange",
     "Framing",
     "HTTP2Settings",
     "HTTPPlugin",
@@ -91,6 +98,8 @@ __all__ = [
     "LazyPlugin",
     "LoopPlugin",
     "Message",
+    "Metrics",
+    "Observer",
     "Plugin",
     "ReadFlow",
     "ResponseHead",

@@ -22,6 +22,7 @@ from copy import deepcopy
 from dataclasses import KW_ONLY, dataclass, field
 from typing import IO, Any
 
+from ketch.core.access import AccessFormat
 from ketch.core.errors import ConfigError
 from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
 from ketch.core.options import (
@@ -39,6 +40,7 @@ LIFESPAN_MODES: tuple[str, ...] = ("auto", "on", "off")
 INTERFACES: tuple[str, ...] = ("auto", "asgi3", "asgi2", "wsgi")
 FORWARDED_HEADERS: tuple[str, ...] = ("x-forwarded", "forwarded")
 LOG_LEVEL_NAMES: tuple[str, ...] = tuple(LOG_LEVELS)
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
 
 # The default TLS protocol: whatever both sides support, server side.
 SSL_PROTOCOL_VERSION = int(ssl.PROTOCOL_TLS_SERVER)
@@ -189,8 +191,37 @@ class Config:
         None, Option("Log level. [default: info]", choices=LOG_LEVEL_NAMES, show_default=False)
     )
     access_log: bool = _opt(True, Option("Enable/Disable access log.", "bool"))
+    access_log_format: str | None = _opt(
+        None,
+        Option(
+            "(ketch) The access-log line in gunicorn's atoms, such as "
+            "'%(h)s \"%(r)s\" %(s)s %(D)s' (docs/logging.md). Default: Uvicorn's line.",
+            show_default=False,
+        ),
+    )
+    log_format: str = _opt(
+        "text",
+        Option(
+            "(ketch) text: Uvicorn's lines. json: one JSON object per line for every log "
+            "record (a --log-config file wins over it).",
+            choices=LOG_FORMATS,
+        ),
+    )
     use_colors: bool | None = _opt(
         None, Option("Enable/Disable colorized logging.", "bool", show_default=False)
+    )
+    # --- metrics -------------------------------------------------------------------
+    metrics_port: int | None = _opt(
+        None,
+        Option(
+            "(ketch) Serve Prometheus metrics at GET /metrics on this port, on a socket of "
+            "its own (with --workers, once for the whole pool). Default: off.",
+            "int",
+            show_default=False,
+        ),
+    )
+    metrics_host: str = _opt(
+        "127.0.0.1", Option("(ketch) The address the --metrics-port socket listens on.")
     )
     # --- HTTP ----------------------------------------------------------------------
     proxy_headers: bool = _opt(
@@ -220,6 +251,16 @@ class Config:
             "(ketch) Which proxy headers to read from trusted peers: X-Forwarded-* or "
             "RFC 7239 Forwarded. Only that family is read.",
             choices=FORWARDED_HEADERS,
+        ),
+    )
+    proxy_protocol: bool = _opt(
+        False,
+        Option(
+            "(ketch) Read a PROXY protocol header (v1 or v2, as HAProxy and AWS Network Load "
+            "Balancers send) at the start of every connection: the client and server "
+            "addresses come from it. Only peers in --forwarded-allow-ips may connect; "
+            "connections from others are closed.",
+            "bool",
         ),
     )
     root_path: str = _opt(
@@ -469,6 +510,11 @@ class Config:
         check_choice("--lifespan", self.lifespan, LIFESPAN_MODES)
         check_choice("--interface", self.interface, INTERFACES)
         check_choice("--forwarded-headers", self.forwarded_headers, FORWARDED_HEADERS)
+        check_choice("--log-format", self.log_format, LOG_FORMATS)
+        if self.access_log_format is not None:
+            AccessFormat(self.access_log_format)  # a malformed one fails here
+        if self.metrics_port is not None:
+            check_range("--metrics-port", self.metrics_port, 0, 65535)
         if isinstance(self.log_level, str):
             check_choice("--log-level", self.log_level, LOG_LEVEL_NAMES)
         if self.root_path and not self.root_path.startswith("/"):
@@ -478,6 +524,13 @@ class Config:
         if bool(self.ssl_keyfile) != bool(self.ssl_certfile) and self.ssl_context_factory is None:
             missing = "--ssl-certfile" if self.ssl_keyfile else "--ssl-keyfile"
             raise ConfigError(f"TLS needs both a key and a certificate: add {missing}")
+        if self.proxy_protocol and self.uds is not None:
+            from ketch.core.proxy_protocol import unix_socket_refusal
+            from ketch.proxy import TrustedHosts
+
+            refusal = unix_socket_refusal(self.uds, TrustedHosts(self.trusted_proxies))
+            if refusal is not None:
+                raise ConfigError(refusal)
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd both choose the listening socket: keep one")
         self.headers = [parse_header(h) for h in self.headers or []]

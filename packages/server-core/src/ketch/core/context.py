@@ -9,13 +9,16 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ketch.core._types import ASGI3Application
+from ketch.core.access import AccessFormat
+from ketch.core.exchange import Observer
 from ketch.core.headers import DefaultHeaders
-from ketch.core.scope import client_text
+from ketch.core.metrics import Metrics
 from ketch.core.settings import ServerSettings
 from ketch.core.transport import ConnectionInfo, connection_info
 
 if TYPE_CHECKING:
     from ketch.core.plugins import WebSocketUpgrade
+    from ketch.core.proxy_protocol import Addresses
 
 # How often the server refreshes the Date header, its coarse clock, and checks
 # every connection's deadline (keep-alive, request head and body timeouts).
@@ -59,6 +62,7 @@ class ServerContext:
         loop: asyncio.AbstractEventLoop,
         default_headers: DefaultHeaders,
         lifespan_state: dict[str, Any] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
@@ -69,11 +73,20 @@ class ServerContext:
         self.lifespan_state: dict[str, Any] = lifespan_state if lifespan_state is not None else {}
         self.ws_upgrade: WebSocketUpgrade | None = None
         self.error_logger = logging.getLogger("ketch.error")
+        # this process's counters when metrics are on (--metrics-port), else None
+        self.metrics = metrics
         access = logging.getLogger("ketch.access")
-        # None when access logging is off, so that protocols skip all its work
-        self.access_logger: logging.Logger | None = (
+        access_logger = (
             access if settings.access_log and access.isEnabledFor(logging.INFO) else None
         )
+        # where protocols report their exchanges (ketch.core.exchange); None when
+        # the access log and the metrics are both off, so that they build nothing
+        self.observer: Observer | None = None
+        if access_logger is not None or metrics is not None:
+            fmt = settings.access_log_format
+            self.observer = Observer(
+                access_logger, AccessFormat(fmt) if fmt is not None else None, metrics
+            )
         # coarse clock (loop.time()), refreshed every tick: cheap deadlines
         self.now = loop.time()
         self.total_requests = 0
@@ -84,10 +97,21 @@ class ServerContext:
         self.restarting = False
         # set by the server: called once --limit-max-requests is reached
         self.on_request_limit: Callable[[], None] = _nothing
+        # --proxy-protocol: the addresses each connection's PROXY header gave,
+        # by socket descriptor (ketch.core.proxy_protocol); None without it
+        self.proxied: dict[int, Addresses] | None = None
 
     def connection_info(self, transport: asyncio.BaseTransport) -> ConnectionInfo:
-        """Who is connected over `transport`, for the scope and the logs."""
-        return connection_info(transport)
+        """Who is connected over `transport`, for the scope and the logs: the
+        one place a connection's client and server addresses come from."""
+        info = connection_info(transport)
+        proxied = self.proxied
+        if proxied is not None:  # --proxy-protocol: what the PROXY header said
+            sock = transport.get_extra_info("socket")
+            addresses = None if sock is None else proxied.get(sock.fileno())
+            if addresses is not None:
+                return info._replace(client=addresses.client, server=addresses.server)
+        return info
 
     def over_concurrency_limit(self) -> bool:
         """True when a new request must be answered 503 (--limit-concurrency)."""
@@ -117,21 +141,6 @@ class ServerContext:
             task = loop.create_task(coro)  # the app's own task factory
         self.tasks.add(task)
         return task
-
-    def log_access(
-        self,
-        client: tuple[str, int] | None,
-        method: str,
-        path: str,
-        http_version: str,
-        status: int,
-    ) -> None:
-        """One access-log line; nothing at all when access logging is off."""
-        logger = self.access_logger
-        if logger is not None:
-            logger.info(
-                '%s - "%s %s HTTP/%s" %d', client_text(client), method, path, http_version, status
-            )
 
 
 def _nothing() -> None:

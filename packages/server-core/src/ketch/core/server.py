@@ -21,6 +21,7 @@ from ketch.core.errors import STARTUP_FAILURE, ConfigError
 from ketch.core.headers import DefaultHeaders
 from ketch.core.lifespan import Lifespan
 from ketch.core.logging import setup_logging
+from ketch.core.metrics import Metrics, MetricsEndpoint, render
 from ketch.core.negotiation import choosing_factory
 from ketch.core.plugins import HTTP, HTTP2, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
 from ketch.core.settings import ServerSettings
@@ -86,6 +87,11 @@ class Server:
         # called at --limit-max-requests instead of stopping, when a supervisor
         # first starts a replacement and then asks this server to drain
         self.on_request_limit: Callable[[], None] | None = None
+        # Set by a supervisor that serves the pool's metrics: this server counts
+        # into it (shared memory) and serves no endpoint of its own. Else, with
+        # --metrics-port, the server keeps its own and serves them.
+        self.metrics: Metrics | None = None
+        self._metrics_endpoint: MetricsEndpoint | None = None
 
     # --- running ---------------------------------------------------------------------
     def run(
@@ -133,8 +139,12 @@ class Server:
         default_headers = DefaultHeaders(
             config.server_header, config.date_header, list(config.headers or [])
         )
+        metrics = self.metrics
+        serve_metrics = metrics is None and config.metrics_port is not None
+        if serve_metrics:
+            metrics = Metrics()
         context = self.context = ServerContext(
-            ServerSettings.from_config(config), app, loop, default_headers
+            ServerSettings.from_config(config), app, loop, default_headers, metrics=metrics
         )
         context.restarting = self.restarting
         if config.limit_max_requests is not None:
@@ -166,10 +176,21 @@ class Server:
             else:
                 self.listeners = [Listener(sock) for sock in sockets]
             for listener in self.listeners:
-                self._servers.append(
-                    await loop.create_server(
+                if config.proxy_protocol:  # accepts itself: a PROXY header comes first
+                    from ketch.core.proxy_protocol import ProxyProtocolServer
+
+                    server: asyncio.AbstractServer = ProxyProtocolServer(
+                        context, factory, listener.sock, ssl_context, config.trusted_proxies
+                    )
+                else:
+                    server = await loop.create_server(
                         factory, sock=listener.sock, ssl=ssl_context, backlog=config.backlog
                     )
+                self._servers.append(server)
+            if serve_metrics:
+                assert config.metrics_port is not None
+                self._metrics_endpoint = MetricsEndpoint(
+                    config.metrics_host, config.metrics_port, self._collect_metrics
                 )
         except BaseException:
             self._close_listeners()
@@ -182,6 +203,8 @@ class Server:
                 "ketch running on %s (Press CTRL+C to quit)",
                 describe(listener.sock, ssl_context is not None),
             )
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.start()
         self.started = True
         if self.on_started is not None:
             self.on_started()
@@ -193,6 +216,13 @@ class Server:
             await self._wakeup.wait()
         finally:
             await self._shutdown()
+
+    def _collect_metrics(self) -> bytes:
+        """The metrics endpoint's answer (from its thread): this server's metrics."""
+        context = self.context
+        assert context is not None and context.metrics is not None
+        context.metrics.sample_connections(len(context.connections))
+        return render(context.metrics.values)
 
     def _max_requests_reached(self) -> None:
         assert self.context is not None
@@ -233,6 +263,8 @@ class Server:
         try:
             now = context.now = loop.time()
             context.default_headers.refresh()
+            if context.metrics is not None:
+                context.metrics.sample_connections(len(context.connections))
             due = [c for c in context.connections if 0.0 < c.deadline <= now]
             for connection in due:
                 try:
@@ -297,6 +329,10 @@ class Server:
             await self._lifespan.shutdown()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self._metrics_endpoint is not None:
+            self._metrics_endpoint.close()
+        if context.metrics is not None:
+            context.metrics.sample_connections(0)
         logger.info("Finished server process [%d]", os.getpid())
 
     async def _drain(self) -> None:

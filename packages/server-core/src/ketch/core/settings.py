@@ -52,6 +52,7 @@ class ServerSettings:
     reset_contextvars: bool  # each request's Task starts from an empty context
     h11_max_incomplete_event_size: int | None
     access_log: bool
+    access_log_format: str | None  # gunicorn's atoms; None: Uvicorn's line
     websocket: WebSocketSettings
     http2: HTTP2Settings
 
@@ -72,6 +73,7 @@ class ServerSettings:
             reset_contextvars=config.reset_contextvars,
             h11_max_incomplete_event_size=config.h11_max_incomplete_event_size,
             access_log=config.access_log,
+            access_log_format=config.access_log_format,
             websocket=WebSocketSettings(
                 max_size=config.ws_max_size,
                 max_queue=config.ws_max_queue,

@@ -425,21 +425,31 @@ class HTTP2Connection(asyncio.Protocol):
             if self.deadline:
                 self._reschedule()
         streams[stream_id] = stream
+        observer = context.observer
+        if observer is not None:  # the access log or metrics: the exchange starts
+            stream.exchange = observer.begin(scope)
         if status:
             context.error_logger.warning(
                 "%d answered to HTTP/2 stream from %s", status, _peer(self.info)
             )
-            stream.respond_error(status)
+            self._refuse(stream, status)
             return
         limit = settings.limit_request_body
         if limit is not None and head.content_length is not None and head.content_length > limit:
-            stream.respond_error(413)
+            self._refuse(stream, 413)
             return
         stream.expect_continue = head.expect_continue
         if settings.limit_concurrency is not None and context.over_concurrency_limit():
-            stream.respond_error(503)
+            self._refuse(stream, 503)
             return
         stream.task = context.create_task(stream.run_asgi(context.app))
+
+    def _refuse(self, stream: Stream, status: int) -> None:
+        """ketch answers the stream's request itself (400, 413, 431, 503)."""
+        metrics = self.context.metrics
+        if metrics is not None:
+            metrics.rejected(status)
+        stream.respond_error(status)
 
     def _on_data(self, event: DataReceived) -> None:
         stream_id = event.stream_id
@@ -465,7 +475,7 @@ class HTTP2Connection(asyncio.Protocol):
                 stream.on_disconnect()
                 self.reset(stream, CANCEL)
             else:
-                stream.respond_error(413)  # and the client is told to stop sending
+                self._refuse(stream, 413)  # and the client is told to stop sending
                 stream.on_disconnect()
             return
         if size:

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Final
 from ketch.core.api import (
     ASGI3Application,
     ClientDisconnected,
+    Exchange,
     Message,
     checked_headers,
-    path_with_query,
 )
 from ketch.h2.request import CONNECTION_SPECIFIC
 
@@ -67,6 +67,7 @@ class Stream:
         "disconnected",
         "done",
         "ended",
+        "exchange",
         "expect_continue",
         "head_only",
         "id",
@@ -113,6 +114,8 @@ class Stream:
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self._headers: Any = ()
+        # the access log's and the metrics' record, when either is on
+        self.exchange: Exchange | None = None
 
     def head_written(self) -> bool:
         return self.response is STREAMING or self.response is COMPLETE
@@ -128,11 +131,24 @@ class Stream:
     def on_disconnect(self) -> None:
         self.disconnected = True
         self.wake()
+        if self.exchange is not None:
+            self.end_exchange(False)
         waiter = self.window_waiter
         if waiter is not None:
             self.window_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def end_exchange(self, complete: bool, status: int = 0) -> None:
+        """Report the exchange (once): its response went out whole, or not.
+        `status`: ketch's answer in place of the app's."""
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            if status:
+                exchange.status = status
+            exchange.bytes_received = self.received
+            exchange.end(complete)
 
     # --- running the app --------------------------------------------------------------
     async def run_asgi(self, app: ASGI3Application) -> None:
@@ -179,7 +195,9 @@ class Stream:
         self.status = status
         self.response = COMPLETE
         self.wake()
-        self._log(status)
+        if self.exchange is not None:
+            self.exchange.bytes_sent = 0 if self.head_only else len(body)
+            self.end_exchange(True, status)
         conn = self.conn
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
@@ -191,12 +209,6 @@ class Stream:
             conn.send_head(self, STATUS[status], headers, False)
             conn.write_data(self, body, True)
         conn.finished(self)
-
-    def _log(self, status: int) -> None:
-        scope = self.scope
-        self.conn.context.log_access(
-            scope["client"], scope["method"], path_with_query(scope), "2", status
-        )
 
     # --- ASGI receive -----------------------------------------------------------------
     async def receive(self) -> Message:
@@ -253,8 +265,10 @@ class Stream:
             self.status = message["status"]
             self._headers = message.get("headers", ())
             self.response = STARTED
-            if conn.context.access_logger is not None:
-                self._log(self.status)
+            exchange = self.exchange
+            if exchange is not None:
+                exchange.status = self.status
+                exchange.response_headers = self._headers
             return
         if response is COMPLETE:
             raise RuntimeError(
@@ -275,6 +289,8 @@ class Stream:
         elif body:
             if self.remaining > 0:
                 self.remaining -= len(body)
+            if self.exchange is not None:
+                self.exchange.bytes_sent += len(body)
             await conn.send_data(self, body, not more_body)
         elif not more_body:
             conn.end(self)
@@ -287,6 +303,8 @@ class Stream:
                 return
             self.response = COMPLETE
             self.wake()
+            if self.exchange is not None:
+                self.end_exchange(True)
             conn.finished(self)
 
     def _send_head(self, body: bytes, more_body: bool) -> None:

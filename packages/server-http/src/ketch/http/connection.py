@@ -290,6 +290,9 @@ class HTTPConnection(asyncio.Protocol):
                 return None
             cycle.content_length = length
             cycle.expect_continue = facts.expect_continue
+            observer = context.observer
+            if observer is not None:  # the access log or metrics: the exchange starts
+                cycle.exchange = observer.begin(scope)
         if self.current is None:
             self._start(cycle)
         else:
@@ -394,6 +397,9 @@ class HTTPConnection(asyncio.Protocol):
         self.output.stop()
         self._stop_reading()
         self.incoming = None
+        for item in self.queue:  # requests read that will not be answered
+            if isinstance(item, RequestCycle):
+                item.end_exchange(False)
         self.queue.clear()
         self.writing = LINGER
         self.due = LINGER_DUE
@@ -419,6 +425,8 @@ class HTTPConnection(asyncio.Protocol):
             return
         context = self.context
         if self.settings.limit_concurrency is not None and context.over_concurrency_limit():
+            if context.metrics is not None:
+                context.metrics.rejected(503)
             cycle.respond_error(503, "Service Unavailable")
             return
         cycle.task = context.create_task(cycle.run_asgi(context.app))
@@ -456,10 +464,13 @@ class HTTPConnection(asyncio.Protocol):
         ends. Nothing more is read."""
         if self.writing is not OPEN:
             return
+        context = self.context
         if status != 408:
-            self.context.error_logger.warning(
+            context.error_logger.warning(
                 "%d answered to %s: %s", status, _peer(self.info.client), reason
             )
+        if context.metrics is not None:
+            context.metrics.rejected(status)
         self._stop_reading()
         incoming = self.incoming
         self.incoming = None
@@ -468,14 +479,18 @@ class HTTPConnection(asyncio.Protocol):
             # the request being served broke its own framing or limits: the app
             # hears http.disconnect, and the answer replaces its response if
             # none was started
+            replaced = not incoming.head_written()
+            if replaced:
+                incoming.end_exchange(True, status)
             incoming.on_disconnect()
-            if not incoming.head_written():
+            if replaced:
                 self._answer(Refusal(status, reason))
             else:
                 self.close()
             return
         if incoming is not None:
             self.queue.pop()  # queued, never started: refused in its place
+            incoming.end_exchange(True, status)
         if current is None:
             self._answer(Refusal(status, reason))
         else:

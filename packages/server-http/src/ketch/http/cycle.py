@@ -22,13 +22,14 @@ from ketch.core.api import (
     CONTINUE,
     LAST_CHUNK,
     LENGTH,
+    NO_BODY,
     UNTIL_CLOSE,
     ASGI3Application,
     ClientDisconnected,
+    Exchange,
     Framing,
     Message,
     error_response,
-    path_with_query,
     response_head,
 )
 
@@ -67,6 +68,7 @@ class RequestCycle:
         "delivered",
         "discarding",
         "disconnected",
+        "exchange",
         "expect_continue",
         "framing",
         "head_only",
@@ -106,6 +108,8 @@ class RequestCycle:
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self._headers: Any = ()
+        # the access log's and the metrics' record, when either is on
+        self.exchange: Exchange | None = None
 
     def head_written(self) -> bool:
         return self.response is STREAMING or self.response is COMPLETE
@@ -121,6 +125,21 @@ class RequestCycle:
     def on_disconnect(self) -> None:
         self.disconnected = True
         self.wake()
+        if self.exchange is not None:
+            self.end_exchange(False)
+
+    def end_exchange(self, complete: bool, status: int = 0) -> None:
+        """Report the exchange (once): its response went out whole, or not.
+        `status`: ketch's answer in place of the app's."""
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            if status:
+                exchange.status = status
+            elif self.framing is NO_BODY:  # HEAD, 204, 304: the body was not sent
+                exchange.bytes_sent = 0
+            exchange.bytes_received = self.received
+            exchange.end(complete)
 
     # --- running the app --------------------------------------------------------------
     async def run_asgi(self, app: ASGI3Application) -> None:
@@ -165,15 +184,11 @@ class RequestCycle:
         self.status = status
         self.response = COMPLETE
         self.wake()
-        self._log(status)
         conn.output.write(error_response(status, conn.context.default_headers, text))
+        if self.exchange is not None:
+            self.exchange.bytes_sent = len(text)
+            self.end_exchange(True, status)
         conn.response_complete(self)
-
-    def _log(self, status: int) -> None:
-        scope = self.scope
-        self.conn.context.log_access(
-            scope["client"], scope["method"], path_with_query(scope), scope["http_version"], status
-        )
 
     # --- ASGI receive -----------------------------------------------------------------
     async def receive(self) -> Message:
@@ -235,8 +250,10 @@ class RequestCycle:
                 # (RFC 9110 10.1.1)
                 self.keep_alive = False
             self.expect_continue = False
-            if conn.context.access_logger is not None:
-                self._log(self.status)
+            exchange = self.exchange
+            if exchange is not None:
+                exchange.status = self.status
+                exchange.response_headers = self._headers
             return
         if response is COMPLETE:
             raise RuntimeError(
@@ -247,6 +264,9 @@ class RequestCycle:
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         output = conn.output
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.bytes_sent += len(body)
         if response is STARTED:
             head = self._head(None if more_body else len(body))
             self.response = STREAMING
@@ -269,9 +289,12 @@ class RequestCycle:
         if not more_body:
             self.response = COMPLETE
             self.wake()
-            if self.framing is LENGTH and self.remaining:
+            short = self.framing is LENGTH and self.remaining
+            if short:
                 logger.error("Response content shorter than Content-Length")
                 self.keep_alive = False
+            if exchange is not None:
+                self.end_exchange(not short)
             conn.response_complete(self)
 
     def _frame(self, body: bytes, more_body: bool) -> bytes:

@@ -12,6 +12,7 @@ import sys
 from multiprocessing.connection import Connection
 
 from ketch.core import Config, Server
+from ketch.core.metrics import Metrics
 
 logger = logging.getLogger("ketch.error")
 
@@ -26,11 +27,20 @@ PING, READY, STARTING, AT_LIMIT = b"?", b"1", b"0", b"L"
 DUMP_STACKS = signal.SIGUSR1
 
 
-def worker_main(config: Config, sockets: list[socket.socket], health: Connection) -> None:
-    """The target of every worker process (spawned, so it imports the app itself)."""
+def worker_main(
+    config: Config,
+    sockets: list[socket.socket],
+    health: Connection,
+    metrics_path: str | None = None,
+) -> None:
+    """The target of every worker process (spawned, so it imports the app itself).
+    With `metrics_path`, the server counts into the array the parent created
+    there, and the parent serves the pool's metrics."""
     # a worker stuck in Python code can still print where it is
     faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True, chain=False)
     server = Server(config)
+    if metrics_path is not None:
+        server.metrics = Metrics.attach(metrics_path)
     # tell the parent as soon as we serve, without waiting for its next ping
     server.on_started = lambda: _send(health, READY)
     server.on_request_limit = lambda: _on_request_limit(health, server)

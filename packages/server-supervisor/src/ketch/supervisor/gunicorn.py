@@ -20,6 +20,11 @@ to ketch's options as follows:
 | SCRIPT_NAME (environment) | root_path |
 | http_protocols with h2 (gunicorn 25+) | http2 (TLS by ALPN, cleartext by the preface) |
 | http2_max_concurrent_streams | http2_max_concurrent_streams |
+| accesslog (or a logging config), access_log_format | access_log, access_log_format |
+
+ketch's loggers write through gunicorn's handlers, so a gunicorn logging
+configuration (`--log-config-json`) with `ketch.core.logging.JSONFormatter`
+gives JSON lines with the access fields.
 
 Subclass and set `CONFIG_KWARGS` to choose anything else (`KetchH11Worker`
 uses the pure-Python h11 parser and the asyncio loop).
@@ -103,7 +108,12 @@ class KetchWorker(Worker):  # type: ignore[misc]
             target.setLevel(source.level)
             target.propagate = False
         options = config_from_gunicorn(self.cfg, self.max_requests, self.timeout)
-        options["access_log"] = bool(self.cfg.accesslog)
+        # gunicorn's access log: on with --access-logfile (or a logging config),
+        # in its --access-logformat (gunicorn's atoms, its default included)
+        options["access_log"] = bool(
+            getattr(self.log, "access_log_enabled", False) or self.cfg.accesslog
+        )
+        options["access_log_format"] = self.cfg.access_log_format
         options.update(self.CONFIG_KWARGS)
         # the heartbeat: called from the event loop, so a blocked loop misses it
         self.config = Config(app="", callback_notify=self.callback_notify, **options)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from multiprocessing.process import BaseProcess
 
 from ketch.core import Config
+from ketch.core.metrics import Metrics
 from ketch.supervisor.child import AT_LIMIT, PING, READY, worker_main
 
 PING_INTERVAL = 1.0  # a health check a second after the last answer
@@ -71,16 +72,25 @@ def _close(*fds: int) -> None:
 class Worker:
     """One worker process and the parent's end of its health pipe."""
 
-    def __init__(self, config: Config, sockets: list[object]) -> None:
+    def __init__(
+        self, config: Config, sockets: list[object], metrics_dir: str | None = None
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.health, child_end = context.Pipe()
+        # its metrics, in a file of `metrics_dir` that both processes map
+        self.metrics: Metrics | None = None
+        path = None
+        if metrics_dir is not None:
+            self.metrics, path = Metrics.create(metrics_dir)
         self.process: BaseProcess = context.Process(
-            target=worker_main, args=(config, sockets, child_end), name="ketch-worker"
+            target=worker_main, args=(config, sockets, child_end, path), name="ketch-worker"
         )
         try:
             self.process.start()
         except BaseException:
             self.health.close()
+            if self.metrics is not None:
+                self.metrics.close()
             raise
         finally:
             child_end.close()

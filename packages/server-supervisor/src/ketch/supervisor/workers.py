@@ -30,6 +30,9 @@ serves, RELOADING=1 at a rolling restart and READY=1 again when the new pool
 serves, STOPPING=1 at shutdown, a STATUS= line ("4 workers, 1,234 requests"),
 and WATCHDOG=1 only while the workers pass their health checks.
 
+With --metrics-port the parent serves the whole pool's metrics
+(`ketch.supervisor.pool_metrics`).
+
 Every second the parent pings each worker over a pipe that the worker answers
 from its event loop. A worker that does not answer within
 `--timeout-worker-healthcheck` has its Python stacks dumped to the log and is
@@ -56,6 +59,7 @@ from ketch.core.errors import STARTUP_FAILURE, ConfigError
 from ketch.core.sockets import Listener, bind, describe
 from ketch.core.systemd import Notifier
 from ketch.supervisor.child import DUMP_STACKS
+from ketch.supervisor.pool_metrics import PoolMetrics
 from ketch.supervisor.systemd_report import SystemdReport
 from ketch.supervisor.worker import MIB, PING_INTERVAL, Wakeup, Worker, resident_memory
 
@@ -111,6 +115,7 @@ class Supervisor:
         self.paused = False  # no new workers until reload() (after a failed start)
         # called once per loop turn: the reload supervisor asks for restarts here
         self.poll_hooks: list[Callable[[], None]] = []
+        self.metrics: PoolMetrics | None = None  # --metrics-port
 
     # --- the parent's loop --------------------------------------------------------------
     def run(self) -> int:
@@ -119,6 +124,8 @@ class Supervisor:
         # before any worker starts: they must not inherit systemd's variables
         self.systemd = SystemdReport(Notifier.from_environment())
         try:
+            if self.config.metrics_port is not None:
+                self.metrics = PoolMetrics(self.config, self.restarts)
             self.listeners = bind(self.config)
             self.sockets = [listener.sock for listener in self.listeners]
             for listener in self.listeners:
@@ -128,6 +135,8 @@ class Supervisor:
                     describe(listener.sock, self.config.is_ssl),
                 )
             logger.info("Started parent process [%d]", os.getpid())
+            if self.metrics is not None:
+                self.metrics.start()
             if self.config.limit_worker_memory and resident_memory(os.getpid()) is None:
                 logger.warning(
                     "--limit-worker-memory reads /proc/<pid>/statm, which this system does "
@@ -143,6 +152,8 @@ class Supervisor:
             for listener in self.listeners:
                 listener.close()
             self.systemd.notify.close()
+            if self.metrics is not None:
+                self.metrics.close()
         logger.info("Stopping parent process [%d]", os.getpid())
         return self.exit_code
 
@@ -298,9 +309,12 @@ class Supervisor:
         self.retiring.append(worker)
 
     def _forget(self, worker: Worker) -> None:
-        """A worker has exited (and said its last words): its requests go to the total."""
+        """A worker has exited (and said its last words): its requests go to the
+        total, its final counts to the metrics."""
         self.requests_done += worker.requests
         worker.close()
+        if self.metrics is not None:
+            self.metrics.ended(worker)
 
     def _back_off(self, now: float) -> None:
         """Workers keep dying: wait longer before each new one (0.5 s, 1 s, ... 30 s)."""
@@ -405,7 +419,8 @@ class Supervisor:
 
     def _spawn(self, now: float) -> Worker | None:
         try:
-            worker = Worker(self.config, self.sockets)
+            metrics_dir = self.metrics.directory if self.metrics is not None else None
+            worker = Worker(self.config, self.sockets, metrics_dir)
         except OSError as exc:  # out of processes or memory: try again later
             self._back_off(now)
             logger.error(
@@ -419,6 +434,8 @@ class Supervisor:
             jitter = random.uniform(0, self.config.limit_worker_lifetime_jitter)
             worker.expires = worker.started_at + lifetime + jitter
         self.workers.append(worker)
+        if self.metrics is not None:
+            self.metrics.started(worker)
         logger.info("Started worker process [%d]", worker.pid)
         return worker
 

@@ -23,6 +23,7 @@ import os
 
 from ketch.core.api import (
     ClientDisconnected,
+    Exchange,
     Headers,
     Message,
     ReadFlow,
@@ -85,11 +86,13 @@ class WebSocketProtocol(asyncio.Protocol):
         "_closing_code",
         "_denial",
         "_due",
+        "_exchange",
         "_pending",
         "_reading",
         "context",
         "deadline",
         "loop",
+        "metrics",
         "on_message",
         "raw_frames",
         "scope",
@@ -125,6 +128,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self.raw_frames = True  # no extension: data frames are framed here
         self._closing_code = 0  # set when shutdown asks a connecting socket to close
         self._denial: DenialResponse | None = None
+        self.metrics = context.metrics
+        # the handshake's record for the access log and the metrics, until answered
+        self._exchange: Exchange | None = None
         self.session = WebSocketSession(self, settings.max_queue)
         # a complete data message from the peer (the adapters call it): straight
         # to the session's queue, one Python call less per message
@@ -146,6 +152,11 @@ class WebSocketProtocol(asyncio.Protocol):
         context = self.context
         self.transport.set_protocol(self)
         context.connections.add(self)
+        if self.metrics is not None:
+            self.metrics.websocket_opened()
+        observer = context.observer
+        if observer is not None:
+            self._exchange = observer.begin(self.scope)
         if buffered:
             self._hold(buffered)
         problem = check_request(self.scope)
@@ -153,9 +164,11 @@ class WebSocketProtocol(asyncio.Protocol):
             self.refuse(*problem)
             return
         answer = self.handshake()
-        if answer is not None:
-            self._log(answer[9:12].decode("latin-1"))
+        if answer is not None:  # the library's refusal: b"HTTP/1.1 400 ..."
+            status = answer[9:12].decode("latin-1")
+            self._log(status)
             self.transport.write(answer)
+            self._end_exchange(int(status) if status.isdigit() else 400)
             self._finish()
             return
         if context.shutting_down:  # handed over while the server stops: close once accepted
@@ -181,6 +194,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self._due = NOTHING
         self.context.connections.discard(self)
+        if self.metrics is not None:
+            self.metrics.websocket_closed()
+        if self._exchange is not None:  # the handshake was never answered whole
+            self._end_exchange(0, complete=False)
         self.write_flow.connection_lost()
         self.session.disconnected(ABNORMAL_CLOSURE, "")
 
@@ -252,6 +269,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def write_message(self, data: bytes | str) -> None:
         """A data frame: framed here without an extension (one write for a small
         frame, no payload copy for a big one), by the library with one."""
+        if self.metrics is not None:
+            self.metrics.websocket_sent()
         if not self.raw_frames:
             self.transport.write(self.data_frame(data))
             return
@@ -270,10 +289,13 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.writelines((frame_header(opcode, size), payload))
 
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
-        defaults = self.context.default_headers
-        self.transport.write(self.accept_response(subprotocol, accept_headers(headers, defaults)))
+        headers = accept_headers(headers, self.context.default_headers)
+        self.transport.write(self.accept_response(subprotocol, headers))
         self.state = CONNECTED
         self._log("[accepted]")
+        if self._exchange is not None:
+            self._exchange.response_headers = headers
+            self._end_exchange(101)
         self._keepalive()
         pending = self._pending
         if pending is not None:
@@ -298,6 +320,9 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._log(str(status))
         self.transport.write(refusal(status, body, headers or [], self.context.default_headers))
+        if self._exchange is not None:
+            self._exchange.bytes_sent = len(body)
+            self._end_exchange(status)
         self.session.disconnected(ABNORMAL_CLOSURE, "")
         self._finish()
 
@@ -307,6 +332,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self._denial = DenialResponse(message["status"], headers, self.context.default_headers)
         self.state = RESPONDING
         self._log(str(message["status"]))
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.status = message["status"]
+            exchange.response_headers = headers
 
     async def send_denial_body(self, message: Message) -> None:
         if self.write_flow.paused:
@@ -315,9 +344,15 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.state is not RESPONDING or denial is None:
             raise ClientDisconnected("the client left during the response")
         more_body: bool = message.get("more_body", False)
-        data = denial.body(message.get("body", b""), more_body)
+        body = message.get("body", b"")
+        data = denial.body(body, more_body)
         if data:
             self.transport.write(data)
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.bytes_sent += len(body)
+            if not more_body:
+                self._end_exchange(exchange.status)
         if not more_body:
             self.session.disconnected(ABNORMAL_CLOSURE, "")
             self._finish()
@@ -417,6 +452,15 @@ class WebSocketProtocol(asyncio.Protocol):
         pending = self._pending = data if self._pending is None else self._pending + data
         if len(pending) > PENDING_LIMIT:
             self._reading.pause(PENDING)
+
+    def _end_exchange(self, status: int, complete: bool = True) -> None:
+        """The handshake is answered (101, or a denial): report it, once."""
+        exchange = self._exchange
+        if exchange is not None:
+            self._exchange = None
+            if status:
+                exchange.status = status
+            exchange.end(complete)
 
     def _log(self, outcome: str) -> None:
         if logger.isEnabledFor(logging.INFO):

@@ -38,8 +38,11 @@ class WebSocketSession:
     # --- what the connection tells -------------------------------------------------------
     def on_message(self, data: bytes | str) -> None:
         """A complete data message from the peer."""
-        if self.conn.state is not CONNECTED:
+        conn = self.conn
+        if conn.state is not CONNECTED:
             return  # after our close frame, data is discarded (RFC 6455 1.4)
+        if conn.metrics is not None:
+            conn.metrics.websocket_received()
         queue = self._queue
         if type(data) is str:
             queue.append({"type": "websocket.receive", "text": data})
@@ -51,7 +54,7 @@ class WebSocketSession:
             if not waiter.done():
                 waiter.set_result(None)
         if len(queue) >= self._max_queue:
-            self.conn.app_is_slow()
+            conn.app_is_slow()
 
     def disconnected(self, code: int, reason: str) -> None:
         """The WebSocket is over: the app's next receive() says so (once queued,
