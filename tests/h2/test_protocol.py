@@ -23,12 +23,15 @@ from support.h2frames import (
     INITIAL_WINDOW_SIZE,
     INTERNAL_ERROR,
     NO_ERROR,
+    PREFACE,
     WINDOW_UPDATE,
     RawH2,
     frame,
     rst_stream,
+    settings_frame,
     window_update,
 )
+from support.metrics import scrape, value
 
 
 def h2_client(**options: Any) -> httpx.Client:
@@ -311,6 +314,36 @@ def test_proxy_headers_apply_to_http2() -> None:
     assert scope["scheme"] == "https"
 
 
+def test_metrics_count_http2_requests_and_refusals() -> None:
+    metrics_port = free_port()
+    with (
+        serve(hello, http2=True, metrics_port=metrics_port, limit_request_headers=5) as running,
+        RawH2(running.port) as h2,
+    ):
+        for stream_id in (1, 3, 5):
+            h2.request(stream_id)
+            assert h2.response(stream_id).status == 200
+        h2.request(7, extra=[(b"x-%d" % i, b"v") for i in range(6)])
+        assert h2.response(7).status == 431
+        samples = scrape(metrics_port)
+    assert value(samples, "ketch_requests_total", method="GET", status="2xx") == 3
+    assert value(samples, "ketch_requests_total", method="GET", status="4xx") == 1
+    assert value(samples, "ketch_rejected_requests_total", status="431") == 1
+
+
+def test_behind_the_proxy_protocol_the_preface_follows_the_header() -> None:
+    """--proxy-protocol reads the PROXY header, then --http2 chooses the version."""
+    with (
+        serve(scope_json, http2=True, proxy_protocol=True) as running,
+        RawH2(running.port, preface=False) as h2,
+    ):
+        h2.send(b"PROXY TCP4 203.0.113.7 192.0.2.1 4711 443\r\n" + PREFACE + settings_frame())
+        h2.request(1)
+        scope = json.loads(h2.response(1).body)
+    assert scope["http_version"] == "2"
+    assert scope["client"] == ["203.0.113.7", 4711]
+
+
 def test_http1_and_http2_clients_on_the_same_port() -> None:
     with serve(scope_json, http2=True) as running:
         with h2_client() as h2c, httpx.Client(timeout=10) as h1c:
@@ -319,8 +352,6 @@ def test_http1_and_http2_clients_on_the_same_port() -> None:
                 assert h1c.get(running.url).json()["http_version"] == "1.1"
         # a client sending the preface a byte at a time is still HTTP/2
         with RawConnection(running.port) as conn:
-            from support.h2frames import PREFACE, settings_frame
-
             for byte in PREFACE:
                 conn.send(bytes([byte]))
             conn.send(settings_frame())
