@@ -132,8 +132,18 @@ class Config:
     http2: bool = _opt(
         False,
         Option(
-            "Enable HTTP/2 support. Not available in ketch yet; accepted for Uvicorn parity.",
+            "Enable HTTP/2 support: over TLS, offered by ALPN next to HTTP/1.1; over "
+            "cleartext TCP and UNIX sockets, for connections that open with the HTTP/2 "
+            "preface (prior knowledge). Needs ketch-h2.",
             "bool",
+        ),
+    )
+    http2_max_concurrent_streams: int = _opt(
+        100,
+        Option(
+            "(ketch) With --http2, the requests (streams) one HTTP/2 connection may have "
+            "open at once; more are refused (REFUSED_STREAM) for the client to retry.",
+            "int",
         ),
     )
     ws: Any = _opt(
@@ -475,6 +485,9 @@ class Config:
             check_range(flag, seconds, 0, None, exclusive=True)
         check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)
         check_range("--limit-request-headers", self.limit_request_headers, 1, None)
+        check_range(
+            "--http2-max-concurrent-streams", self.http2_max_concurrent_streams, 1, 2**31 - 1
+        )
         check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)
         check_range("--reload-delay", self.reload_delay, 0, None)
         check_range("--ssl-cert-reqs", self.ssl_cert_reqs, 0, 2)
@@ -508,11 +521,6 @@ class Config:
             raise ConfigError(f"--root-path must start with '/', got {self.root_path!r}")
         if self.root_path.endswith("/"):
             self.root_path = self.root_path.rstrip("/")
-        if self.http2:
-            raise ConfigError(
-                "--http2: ketch does not serve HTTP/2 yet; put a proxy that speaks HTTP/2 "
-                "(nginx, a CDN) in front and drop --http2"
-            )
         if bool(self.ssl_keyfile) != bool(self.ssl_certfile) and self.ssl_context_factory is None:
             missing = "--ssl-certfile" if self.ssl_keyfile else "--ssl-keyfile"
             raise ConfigError(f"TLS needs both a key and a certificate: add {missing}")
