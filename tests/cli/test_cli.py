@@ -201,7 +201,10 @@ def test_multiple_headers_option() -> None:
         ),
         (["support.apps:hello", "--header", "novalue"], "--header needs the form Name:Value"),
         (["support.apps:hello", "--root-path", "api"], "--root-path must start with '/'"),
-        (["support.apps:hello", "--http2"], "ketch does not serve HTTP/2 yet"),
+        (
+            ["support.apps:hello", "--http2", "--http2-max-concurrent-streams", "0"],
+            "--http2-max-concurrent-streams must be at least 1",
+        ),
         (["support.apps:hello", "--uds", "/tmp/x.sock", "--fd", "3"], "--uds and --fd"),
         (["support.apps:hello", "--env-file", "/nonexistent.env"], "does not exist"),
         (["support.apps:hello", "--lifespan", "sometimes"], "Invalid value for '--lifespan'"),

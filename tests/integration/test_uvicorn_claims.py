@@ -87,7 +87,9 @@ def test_uvicorn_http2_without_zttp_is_a_traceback() -> None:
         env={**os.environ, "PYTHONPATH": str(REPO_DIR / "tests")},
     )
     assert result.returncode != 0
-    assert "Traceback" in result.stderr  # ketch: one line (tests/cli/test_cli.py)
+    # ketch serves HTTP/2 (tests/h2/), or says in one line what to install
+    # (tests/h2/test_protocol.py::test_http2_without_ketch_h2_is_one_line_naming_the_package)
+    assert "Traceback" in result.stderr
 
 
 def test_uvicorns_gunicorn_worker_maps_fewer_settings() -> None:

@@ -74,6 +74,35 @@ def test_hup_replaces_workers_and_term_drains() -> None:
         assert process.wait(20) == 0
 
 
+def test_http_protocols_h2_serves_http2_next_to_http11() -> None:
+    from support.h2frames import MAX_CONCURRENT_STREAMS, SETTINGS, RawH2
+
+    process, port = _gunicorn(
+        "ketch.supervisor.gunicorn.KetchWorker",
+        "-w",
+        "1",
+        "--http-protocols",
+        "h2,h1",
+        "--http2-max-concurrent-streams",
+        "7",
+    )
+    with process:
+        process.wait_for_output("ketch running on", timeout=30)
+        with RawH2(port) as h2:
+            settings = h2.read_until(lambda f: f.kind == SETTINGS and not f.flags & 1)
+            assert settings is not None
+            assert (MAX_CONCURRENT_STREAMS, 7) in [
+                (
+                    int.from_bytes(settings.payload[i : i + 2], "big"),
+                    int.from_bytes(settings.payload[i + 2 : i + 6], "big"),
+                )
+                for i in range(0, len(settings.payload), 6)
+            ]
+            h2.request(1)
+            assert h2.response(1).status == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/").json()["http_version"] == "1.1"
+
+
 def test_config_kwargs_subclass() -> None:
     process, port = _gunicorn("support.gunicorn_workers.MountedH11Worker", "-w", "1")
     with process:

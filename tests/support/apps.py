@@ -133,6 +133,15 @@ async def slow(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, f"slept {seconds}".encode())
 
 
+async def brief(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers after 20 ms: under load, some requests are always in flight."""
+    if scope["type"] == "lifespan":
+        await lifespan_with_state(scope, receive, send)
+        return
+    await asyncio.sleep(0.02)
+    await _respond(send, 200, b"Hello, world!")
+
+
 async def raises(scope: Scope, receive: Any, send: Any) -> None:
     raise RuntimeError("the app failed")
 

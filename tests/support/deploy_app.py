@@ -67,6 +67,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 "host": headers.get("host"),
                 "path": scope["path"],
                 "root_path": scope["root_path"],
+                "http_version": scope["http_version"],
                 "pid": os.getpid(),
             },
         )

@@ -11,8 +11,8 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
 - `ClientDisconnected`: what `send()` raises once the client is gone.
 - Per server: `ServerContext` (the app, the loop, the settings, the registry
   of connections and tasks, limits, the observer and the metrics) and its
-  frozen `ServerSettings` / `WebSocketSettings`; every connection satisfies
-  `Connection` (a deadline, shutdown, abort).
+  frozen `ServerSettings` / `WebSocketSettings` / `HTTP2Settings`; every
+  connection satisfies `Connection` (a deadline, shutdown, abort).
 - Observing: `Observer` (`context.observer`, None when the access log and the
   metrics are off) begins an `Exchange` per request, which the protocol fills
   in and ends once; `Metrics` (`context.metrics`) counts what only a protocol
@@ -91,7 +91,7 @@ from ketch.core.scope import (
     split_target,
     websocket_scope,
 )
-from ketch.core.settings import ServerSettings, WebSocketSettings
+from ketch.core.settings import HTTP2Settings, ServerSettings, WebSocketSettings
 from ketch.core.transport import ConnectionInfo, ReadFlow, WriteFlow, wake
 
 __all__ = [
@@ -117,6 +117,7 @@ __all__ = [
     "Exchange",
     "Extensions",
     "Framing",
+    "HTTP2Settings",
     "HTTPPlugin",
     "HTTPScope",
     "Headers",

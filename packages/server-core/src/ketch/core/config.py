@@ -27,8 +27,7 @@ from ketch.core.errors import ConfigError
 from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
 from ketch.core.options import (
     Option,
-    check_choice,
-    check_range,
+    check_option,
     int_from_env,
     option_field,
     parse_header,
@@ -78,10 +77,16 @@ class Config:
     # --- sockets -----------------------------------------------------------------
     host: str = _opt("127.0.0.1", Option("Bind socket to this host."))
     port: int = _opt(
-        8000, Option("Bind socket to this port. If 0, an available port will be picked.", "int")
+        8000,
+        Option(
+            "Bind socket to this port. If 0, an available port will be picked.",
+            "int",
+            low=0,
+            high=65535,
+        ),
     )
     uds: str | None = _opt(None, Option("Bind to a UNIX domain socket.", "file"))
-    fd: int | None = _opt(None, Option("Bind to socket from this file descriptor.", "int"))
+    fd: int | None = _opt(None, Option("Bind to socket from this file descriptor.", "int", low=0))
     # --- supervisors ---------------------------------------------------------------
     reload: bool = _opt(False, Option("Enable auto-reload.", "bool"))
     reload_dirs: list[str] | str | None = _opt(
@@ -114,7 +119,7 @@ class Config:
     )
     reload_delay: float = _opt(
         0.25,
-        Option("Delay between previous and next check if application needs to be.", "float"),
+        Option("Delay between previous and next check if application needs to be.", "float", low=0),
     )
     workers: int | None = _opt(
         None,
@@ -124,6 +129,7 @@ class Config:
             "int",
             envvars=("WEB_CONCURRENCY",),
             show_default=False,
+            low=1,
         ),
     )
     # --- implementations -----------------------------------------------------------
@@ -132,8 +138,20 @@ class Config:
     http2: bool = _opt(
         False,
         Option(
-            "Enable HTTP/2 support. Not available in ketch yet; accepted for Uvicorn parity.",
+            "Enable HTTP/2 support: over TLS, offered by ALPN next to HTTP/1.1; over "
+            "cleartext TCP and UNIX sockets, for connections that open with the HTTP/2 "
+            "preface (prior knowledge). Needs ketch-h2.",
             "bool",
+        ),
+    )
+    http2_max_concurrent_streams: int = _opt(
+        100,
+        Option(
+            "(ketch) With --http2, the requests (streams) one HTTP/2 connection may have "
+            "open at once; more are refused (REFUSED_STREAM) for the client to retry.",
+            "int",
+            low=1,
+            high=2**31 - 1,
         ),
     )
     ws: Any = _opt(
@@ -144,9 +162,11 @@ class Config:
             extra_choices=("none",),
         ),
     )
-    ws_max_size: int = _opt(16 * 1024 * 1024, Option("WebSocket max size message in bytes", "int"))
+    ws_max_size: int = _opt(
+        16 * 1024 * 1024, Option("WebSocket max size message in bytes", "int", low=1)
+    )
     ws_max_queue: int = _opt(
-        32, Option("The maximum length of the WebSocket message queue.", "int")
+        32, Option("The maximum length of the WebSocket message queue.", "int", low=1)
     )
     ws_ping_interval: float | None = _opt(
         20.0, Option("WebSocket ping interval in seconds.", "float")
@@ -168,6 +188,7 @@ class Config:
             "(ketch) Threads that run a WSGI application; at most half of them wait for "
             "request bodies over 64 KiB, smaller ones are read before a thread is taken.",
             "int",
+            low=1,
         ),
     )
     # --- logging -------------------------------------------------------------------
@@ -208,6 +229,8 @@ class Config:
             "its own (with --workers, once for the whole pool). Default: off.",
             "int",
             show_default=False,
+            low=0,
+            high=65535,
         ),
     )
     metrics_host: str = _opt(
@@ -263,12 +286,17 @@ class Config:
             "Maximum number of concurrent connections or tasks to allow, before issuing "
             "HTTP 503 responses.",
             "int",
+            low=0,
         ),
     )
-    backlog: int = _opt(2048, Option("Maximum number of connections to hold in backlog", "int"))
+    backlog: int = _opt(
+        2048, Option("Maximum number of connections to hold in backlog", "int", low=1)
+    )
     limit_max_requests: int | None = _opt(
         None,
-        Option("Maximum number of requests to service before terminating the process.", "int"),
+        Option(
+            "Maximum number of requests to service before terminating the process.", "int", low=0
+        ),
     )
     limit_max_requests_jitter: int = _opt(
         0,
@@ -276,6 +304,7 @@ class Config:
             "Maximum jitter to add to limit_max_requests. Staggers worker restarts to avoid "
             "all workers restarting simultaneously.",
             "int",
+            low=0,
         ),
     )
     limit_worker_memory: int | None = _opt(
@@ -285,6 +314,7 @@ class Config:
             "second; Linux): its successor starts and serves, then it drains. Runs the workers "
             "supervisor, with one worker unless --workers says more.",
             "int",
+            low=1,
         ),
     )
     limit_worker_lifetime: float | None = _opt(
@@ -293,6 +323,8 @@ class Config:
             "(ketch) Replace each worker once it has run this many seconds, the same way: its "
             "successor serves first, then it drains.",
             "float",
+            low=0,
+            above=True,
         ),
     )
     limit_worker_lifetime_jitter: float = _opt(
@@ -301,6 +333,7 @@ class Config:
             "(ketch) Maximum seconds added at random to each worker's --limit-worker-lifetime, "
             "so that workers started together are not replaced together.",
             "float",
+            low=0,
         ),
     )
     timeout_keep_alive: int = _opt(
@@ -309,16 +342,19 @@ class Config:
             "Close Keep-Alive connections if no new data is received within this timeout "
             "(in seconds).",
             "int",
+            low=0,
         ),
     )
     timeout_graceful_shutdown: int | None = _opt(
         None,
-        Option("Maximum number of seconds to wait for graceful shutdown.", "int"),
+        Option("Maximum number of seconds to wait for graceful shutdown.", "int", low=0),
     )
     timeout_worker_healthcheck: int = _opt(
         5,
         Option(
-            "Maximum number of seconds to wait for a worker to respond to a healthcheck.", "int"
+            "Maximum number of seconds to wait for a worker to respond to a healthcheck.",
+            "int",
+            low=1,
         ),
     )
     timeout_request_header: float = _opt(
@@ -327,6 +363,8 @@ class Config:
             "(ketch) Seconds for the whole request head to arrive after its first byte; "
             "slower clients get 408 and are disconnected.",
             "float",
+            low=0,
+            above=True,
         ),
     )
     timeout_request_body: float = _opt(
@@ -335,6 +373,8 @@ class Config:
             "(ketch) Seconds the application may wait for request body bytes that do not "
             "come before the connection is closed and it receives http.disconnect.",
             "float",
+            low=0,
+            above=True,
         ),
     )
     timeout_write: float = _opt(
@@ -344,6 +384,8 @@ class Config:
             "connection's send buffer full) before the connection is closed; the application "
             "then receives http.disconnect.",
             "float",
+            low=0,
+            above=True,
         ),
     )
     limit_request_body: int | None = _opt(
@@ -352,6 +394,7 @@ class Config:
             "(ketch) Maximum request body size in bytes; larger bodies get 413. Default: no limit.",
             "int",
             show_default=False,
+            low=0,
         ),
     )
     limit_request_header_size: int = _opt(
@@ -360,11 +403,12 @@ class Config:
             "(ketch) Maximum size in bytes of a request head (request line and headers); "
             "larger heads get 431.",
             "int",
+            low=256,
         ),
     )
     limit_request_headers: int = _opt(
         128,
-        Option("(ketch) Maximum number of request headers; more get 431.", "int"),
+        Option("(ketch) Maximum number of request headers; more get 431.", "int", low=1),
     )
     timeout_notify: int = _opt(
         30, Option("Seconds between calls of callback_notify (gunicorn heartbeat).", cli=False)
@@ -385,6 +429,8 @@ class Config:
             "Whether client certificate is required (see stdlib ssl module's): none, "
             "optional or required (or 0, 1, 2).",
             "cert_reqs",
+            low=0,
+            high=2,
         ),
     )
     ssl_ca_certs: str | os.PathLike[str] | None = _opt(None, Option("CA certificates file"))
@@ -422,7 +468,9 @@ class Config:
     )
     h11_max_incomplete_event_size: int | None = _opt(
         None,
-        Option("For h11, the maximum number of bytes to buffer of an incomplete event.", "int"),
+        Option(
+            "For h11, the maximum number of bytes to buffer of an incomplete event.", "int", low=0
+        ),
     )
     reset_contextvars: bool = _opt(
         False,
@@ -456,63 +504,14 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError, naming the option, for a value ketch cannot use."""
-        check_range("--port", self.port, 0, 65535)
-        if self.fd is not None:
-            check_range("--fd", self.fd, 0, None)
-        assert self.workers is not None
-        check_range("--workers", self.workers, 1, None)
-        check_range("--backlog", self.backlog, 1, None)
-        check_range("--ws-max-size", self.ws_max_size, 1, None)
-        check_range("--ws-max-queue", self.ws_max_queue, 1, None)
-        check_range("--wsgi-threads", self.wsgi_threads, 1, None)
-        check_range("--timeout-keep-alive", self.timeout_keep_alive, 0, None)
-        check_range("--timeout-worker-healthcheck", self.timeout_worker_healthcheck, 1, None)
-        for flag, seconds in (
-            ("--timeout-request-header", self.timeout_request_header),
-            ("--timeout-request-body", self.timeout_request_body),
-            ("--timeout-write", self.timeout_write),
-        ):
-            check_range(flag, seconds, 0, None, exclusive=True)
-        check_range("--limit-request-header-size", self.limit_request_header_size, 256, None)
-        check_range("--limit-request-headers", self.limit_request_headers, 1, None)
-        check_range("--limit-max-requests-jitter", self.limit_max_requests_jitter, 0, None)
-        check_range("--reload-delay", self.reload_delay, 0, None)
-        check_range("--ssl-cert-reqs", self.ssl_cert_reqs, 0, 2)
-        check_range("--limit-worker-lifetime-jitter", self.limit_worker_lifetime_jitter, 0, None)
-        if self.limit_worker_memory is not None:
-            check_range("--limit-worker-memory", self.limit_worker_memory, 1, None)
-        if self.limit_worker_lifetime is not None:
-            check_range(
-                "--limit-worker-lifetime", self.limit_worker_lifetime, 0, None, exclusive=True
-            )
-        for flag, value in (
-            ("--limit-concurrency", self.limit_concurrency),
-            ("--limit-max-requests", self.limit_max_requests),
-            ("--timeout-graceful-shutdown", self.timeout_graceful_shutdown),
-            ("--limit-request-body", self.limit_request_body),
-            ("--h11-max-incomplete-event-size", self.h11_max_incomplete_event_size),
-        ):
-            if value is not None:
-                check_range(flag, value, 0, None)
-        check_choice("--lifespan", self.lifespan, LIFESPAN_MODES)
-        check_choice("--interface", self.interface, INTERFACES)
-        check_choice("--forwarded-headers", self.forwarded_headers, FORWARDED_HEADERS)
-        check_choice("--log-format", self.log_format, LOG_FORMATS)
+        for f, option in options():  # the ranges and choices each Option declares
+            check_option(cli_flag(f, option), option, getattr(self, f.name))
         if self.access_log_format is not None:
             AccessFormat(self.access_log_format)  # a malformed one fails here
-        if self.metrics_port is not None:
-            check_range("--metrics-port", self.metrics_port, 0, 65535)
-        if isinstance(self.log_level, str):
-            check_choice("--log-level", self.log_level, LOG_LEVEL_NAMES)
         if self.root_path and not self.root_path.startswith("/"):
             raise ConfigError(f"--root-path must start with '/', got {self.root_path!r}")
         if self.root_path.endswith("/"):
             self.root_path = self.root_path.rstrip("/")
-        if self.http2:
-            raise ConfigError(
-                "--http2: ketch does not serve HTTP/2 yet; put a proxy that speaks HTTP/2 "
-                "(nginx, a CDN) in front and drop --http2"
-            )
         if bool(self.ssl_keyfile) != bool(self.ssl_certfile) and self.ssl_context_factory is None:
             missing = "--ssl-certfile" if self.ssl_keyfile else "--ssl-keyfile"
             raise ConfigError(f"TLS needs both a key and a certificate: add {missing}")

@@ -36,6 +36,11 @@ class Option:
     envvars: tuple[str, ...] = ()
     cli: bool = True  # False: only for run() and Config (callables, dicts)
     show_default: bool = True
+    # The range a number must be in (`above`: strictly greater than `low`);
+    # checked with `choices` by `check_option()`, for every setting alike.
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
 
 
 def option_field(default: Any, option: Option, repr: bool = True) -> Any:
@@ -86,3 +91,13 @@ def parse_header(header: tuple[str, str] | str) -> tuple[str, str]:
     if any(c in value for c in "\r\n\x00"):
         raise ConfigError(f"--header {name}: the value may not contain line breaks")
     return name, value
+
+
+def check_option(flag: str, option: Option, value: Any) -> None:
+    """Check a setting's value against what its Option says (range, choices)."""
+    if value is None:
+        return
+    if option.low is not None or option.high is not None:
+        check_range(flag, value, option.low or 0, option.high, exclusive=option.above)
+    if option.choices and isinstance(value, str):
+        check_choice(flag, value, option.choices)

@@ -1,7 +1,7 @@
 """The plugin interfaces and the registry that finds plugins by entry point.
 
-Four entry-point groups: `ketch.http`, `ketch.ws`, `ketch.loop` and
-`ketch.supervisor`. Each entry point names a plugin object (see the Protocols
+Five entry-point groups: `ketch.http`, `ketch.http2`, `ketch.ws`, `ketch.loop`
+and `ketch.supervisor`. Each entry point names a plugin object (see the Protocols
 below). Only the plugin that is asked for is loaded; `auto` loads ketch's own
 plugins of the group (small objects that import nothing heavy, see
 `LazyPlugin`) and takes the available one of highest priority. A plugin that
@@ -98,10 +98,12 @@ class Group(Generic[P]):
 
 
 HTTP: Group[HTTPPlugin] = Group("ketch.http", "HTTP", "ketch-http")
+# the protocol of the connections that choose HTTP/2 when --http2 is on
+HTTP2: Group[HTTPPlugin] = Group("ketch.http2", "HTTP/2", "ketch-h2")
 WS: Group[WebSocketPlugin] = Group("ketch.ws", "WebSocket", "ketch-ws")
 LOOP: Group[LoopPlugin] = Group("ketch.loop", "event loop", "ketch-core")
 SUPERVISOR: Group[SupervisorPlugin] = Group("ketch.supervisor", "supervisor", "ketch-supervisor")
-GROUPS: dict[str, Group[Any]] = {group.name: group for group in (HTTP, WS, LOOP, SUPERVISOR)}
+GROUPS: dict[str, Group[Any]] = {group.name: group for group in (HTTP, HTTP2, WS, LOOP, SUPERVISOR)}
 
 
 @dataclass(frozen=True)

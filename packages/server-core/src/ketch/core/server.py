@@ -22,7 +22,8 @@ from ketch.core.headers import DefaultHeaders
 from ketch.core.lifespan import Lifespan
 from ketch.core.logging import setup_logging
 from ketch.core.metrics import Metrics, MetricsEndpoint, render
-from ketch.core.plugins import HTTP, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
+from ketch.core.negotiation import choosing_factory
+from ketch.core.plugins import HTTP, HTTP2, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
 from ketch.core.settings import ServerSettings
 from ketch.core.sockets import Listener, bind, create_ssl_context, describe
 from ketch.core.systemd import Notifier
@@ -131,6 +132,7 @@ class Server:
 
         # Everything that can be checked is checked before the app starts up.
         http_plugin = resolve_http(config.http)
+        http2_plugin = select(HTTP2, "auto", "--http2") if config.http2 else None
         ws_plugin = resolve_ws(config.ws)
         ssl_context = create_ssl_context(config)
         app, _ = load_app(config)
@@ -172,6 +174,9 @@ class Server:
             if ws_plugin is not None:
                 context.ws_upgrade = ws_plugin.upgrade_handler(context)
             factory = http_plugin.protocol_factory(context)
+            if http2_plugin is not None:
+                # HTTP/1.1 or HTTP/2, chosen per connection (ALPN or the preface)
+                factory = choosing_factory(context, factory, http2_plugin.protocol_factory(context))
             if sockets is None:
                 self.listeners = bind(config)
             else:

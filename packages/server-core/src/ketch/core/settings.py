@@ -30,6 +30,13 @@ class WebSocketSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTP2Settings:
+    """The `--http2-*` options (read by the HTTP/2 plugin when `--http2` is on)."""
+
+    max_concurrent_streams: int  # streams a client may have open at once; REFUSED_STREAM beyond
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     """What every connection of one server shares, read once at start-up."""
 
@@ -47,6 +54,7 @@ class ServerSettings:
     access_log: bool
     access_log_format: str | None  # gunicorn's atoms; None: Uvicorn's line
     websocket: WebSocketSettings
+    http2: HTTP2Settings
 
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
@@ -73,4 +81,5 @@ class ServerSettings:
                 ping_timeout=timeout if timeout and timeout > 0 else None,
                 per_message_deflate=config.ws_per_message_deflate,
             ),
+            http2=HTTP2Settings(max_concurrent_streams=config.http2_max_concurrent_streams),
         )

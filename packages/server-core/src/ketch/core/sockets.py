@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ketch.core.config import Config
 from ketch.core.errors import ConfigError, KetchError
+from ketch.core.negotiation import ALPN_PROTOCOLS
 from ketch.core.systemd import listen_fds
 
 logger = logging.getLogger("ketch.error")
@@ -168,8 +169,13 @@ def create_ssl_context(config: Config) -> ssl.SSLContext | None:
         return _default_ssl_context(config)
 
     if config.ssl_context_factory is not None:
-        return config.ssl_context_factory(config, default_factory)
-    return default_factory()
+        context = config.ssl_context_factory(config, default_factory)
+    else:
+        context = default_factory()
+    if config.http2:
+        # each connection is then served by what its client chose (ketch.core.negotiation)
+        context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    return context
 
 
 def _default_ssl_context(config: Config) -> ssl.SSLContext:

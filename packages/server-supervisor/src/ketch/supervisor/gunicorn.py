@@ -18,6 +18,8 @@ to ketch's options as follows:
 | keyfile, certfile, ca_certs, cert_reqs, ciphers, ssl_version | the ssl_* options |
 | backlog | backlog |
 | SCRIPT_NAME (environment) | root_path |
+| http_protocols with h2 (gunicorn 25+) | http2 (TLS by ALPN, cleartext by the preface) |
+| http2_max_concurrent_streams | http2_max_concurrent_streams |
 | accesslog (or a logging config), access_log_format | access_log, access_log_format |
 
 ketch's loggers write through gunicorn's handlers, so a gunicorn logging
@@ -72,6 +74,9 @@ def config_from_gunicorn(cfg: Any, max_requests: int, timeout: int) -> dict[str,
         "backlog": cfg.backlog,
         "root_path": os.environ.get("SCRIPT_NAME", ""),
     }
+    if "h2" in (getattr(cfg, "http_protocols", None) or ()):
+        options["http2"] = True
+        options["http2_max_concurrent_streams"] = cfg.http2_max_concurrent_streams
     if cfg.is_ssl:
         ssl_options = cfg.ssl_options
         for ours, theirs in (
