@@ -91,6 +91,9 @@ class Response:
     reset: int | None = None  # the RST_STREAM error code, if the stream was reset
     ended: bool = False
     informational: list[int] = field(default_factory=list)
+    # the header blocks of the informational responses, and the trailers
+    interim: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
+    trailers: list[tuple[bytes, bytes]] | None = None
 
     @property
     def status(self) -> int:
@@ -233,8 +236,11 @@ class RawH2:
                 status = dict(decoded).get(b":status", b"")
                 if status[:1] == b"1":
                     response.informational.append(int(status))
+                    response.interim.append(decoded)
                 elif not response.headers:
                     response.headers = decoded
+                else:
+                    response.trailers = decoded
             elif read.kind == DATA:
                 response.body += read.payload
             elif read.kind == RST_STREAM:

@@ -58,12 +58,17 @@ from h2.events import (
 from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.settings import SettingCodes, Settings
 from ketch.core.api import (
+    EARLY_HINT,
+    PATHSEND,
+    TRAILERS,
     ConnectionInfo,
+    Extensions,
     ReadFlow,
     ServerContext,
     WriteFlow,
     half_close,
     http_scope,
+    scope_extensions,
 )
 from ketch.h2.encoder import HeaderEncoder
 from ketch.h2.guard import FrameGuard
@@ -92,6 +97,8 @@ DRAINING: Final = State.DRAINING
 LINGER: Final = State.LINGER
 CLOSED: Final = State.CLOSED
 
+# The ASGI extensions HTTP/2 implements (and `tls` on a TLS connection)
+EXTENSIONS = (PATHSEND, TRAILERS, EARLY_HINT)
 # A stream's flow-control window for request bodies (the protocol's default):
 # at most this much of each stream's body waits in memory for its app.
 STREAM_WINDOW: Final = 65535
@@ -166,6 +173,7 @@ class HTTP2Connection(asyncio.Protocol):
         "client_done",
         "context",
         "deadline",
+        "extensions",
         "goaway_since",
         "guard",
         "h2",
@@ -227,6 +235,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.read_flow = ReadFlow(self.transport)
         context = self.context
         self.info: ConnectionInfo = context.connection_info(transport)
+        self.extensions: Extensions = scope_extensions(self.info, EXTENSIONS)
         context.connections.add(self)
         h2 = self.h2
         h2.initiate_connection()
@@ -417,7 +426,9 @@ class HTTP2Connection(asyncio.Protocol):
             or len(headers) > settings.limit_request_headers
         ):
             status = 431
-        scope = http_scope(context, self.info, head.method, "2", head.target, headers)
+        scope = http_scope(
+            context, self.info, head.method, "2", head.target, headers, self.extensions
+        )
         stream = Stream(self, stream_id, scope, event.stream_ended is not None)
         streams = self.streams
         if not streams:
@@ -524,8 +535,17 @@ class HTTP2Connection(asyncio.Protocol):
         self.h2.send_headers(stream.id, [(b":status", status), *headers, *extra], end_stream=end)
         self._flush_soon()
 
-    def send_informational(self, stream: Stream, status: bytes) -> None:
-        self.h2.send_headers(stream.id, [(b":status", status)])
+    def send_informational(
+        self, stream: Stream, status: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        """A 1xx response before the final one (100 Continue, 103 Early Hints)."""
+        self.h2.send_headers(stream.id, [(b":status", status), *(headers or ())])
+        self._flush_soon()
+
+    def send_trailers(self, stream: Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        """The trailer fields, a HEADERS frame that ends the stream (after the body,
+        which has all gone out: send_data() waits for the client's window)."""
+        self.h2.send_headers(stream.id, headers, end_stream=True)
         self._flush_soon()
 
     def write_data(self, stream: Stream, data: bytes, end: bool) -> None:

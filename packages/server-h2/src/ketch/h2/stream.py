@@ -6,7 +6,14 @@ owns h2 and decides what may still be written. The response's progress is
 `Response`: START (waiting for `http.response.start`), STARTED (start
 received; the HEADERS frame goes out with the first body message, so that a
 whole small response is one HEADERS and one DATA frame), STREAMING (HEADERS
-sent, more to come), COMPLETE.
+sent, more to come), TRAILERS (the body is sent; the app said it sends
+trailers, and they are due), COMPLETE.
+
+The ASGI extensions (docs/asgi-extensions.md): a file of
+`http.response.pathsend` goes as DATA frames read block by block, each when
+the client's window takes it; trailers as a last HEADERS frame when the
+request said `te: trailers`; early hints as 103 HEADERS frames before the
+response's.
 
 Flow control both ways: the request body is acknowledged to the client
 (WINDOW_UPDATE) only as the app takes it, so a slow app holds the client to
@@ -20,15 +27,22 @@ import asyncio
 import enum
 import http
 import logging
+import os
 import re
 from typing import TYPE_CHECKING, Any, Final
 
 from ketch.core.api import (
+    EARLY_HINT,
+    PATHSEND,
+    TRAILERS,
     ASGI3Application,
     ClientDisconnected,
     Exchange,
+    Headers,
     Message,
+    accepts_trailers,
     checked_headers,
+    open_path,
 )
 from ketch.h2.request import CONNECTION_SPECIFIC
 
@@ -42,13 +56,17 @@ class Response(enum.Enum):
     START = "start"
     STARTED = "started"
     STREAMING = "streaming"
+    TRAILERS = "trailers"
     COMPLETE = "complete"
 
 
 START: Final = Response.START
 STARTED: Final = Response.STARTED
 STREAMING: Final = Response.STREAMING
+TRAILERS_DUE: Final = Response.TRAILERS
 COMPLETE: Final = Response.COMPLETE
+# A file of http.response.pathsend is read and sent this much at a time.
+FILE_BLOCK: Final = 256 * 1024
 
 STATUS: Final[dict[int, bytes]] = {status.value: b"%d" % status.value for status in http.HTTPStatus}
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
@@ -79,6 +97,8 @@ class Stream:
         "started",
         "status",
         "task",
+        "trailer_fields",
+        "trailers",
         "unsent",
         "unsent_end",
         "waiter",
@@ -116,9 +136,12 @@ class Stream:
         self._headers: Any = ()
         # the access log's and the metrics' record, when either is on
         self.exchange: Exchange | None = None
+        # the app sends trailers (http.response.start's "trailers"): None if not,
+        # True when they go on the wire, False when they are dropped
+        self.trailers: bool | None = None
 
     def head_written(self) -> bool:
-        return self.response is STREAMING or self.response is COMPLETE
+        return self.response is not START and self.response is not STARTED
 
     # --- events from the connection ---------------------------------------------------
     def wake(self) -> None:
@@ -259,12 +282,17 @@ class Stream:
         response = self.response
         if response is START:
             if kind != "http.response.start":
+                if kind == EARLY_HINT:
+                    self._early_hint(message)
+                    return
                 raise RuntimeError(
                     f"Expected ASGI message 'http.response.start', but got {kind!r}."
                 )
             self.status = message["status"]
             self._headers = message.get("headers", ())
             self.response = STARTED
+            if "trailers" in message:  # (`in`: cheaper than a get() on every response)
+                self._expect_trailers(message["trailers"])
             exchange = self.exchange
             if exchange is not None:
                 exchange.status = self.status
@@ -275,11 +303,20 @@ class Stream:
                 f"Unexpected ASGI message {kind!r} sent, after response already completed."
             )
         if kind != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
-        if response is STARTED:
-            self._send_head(body, more_body)
+            await self._extension(kind, message)
+            return
+        if response is TRAILERS_DUE:
+            raise RuntimeError(
+                "Expected ASGI message 'http.response.trailers', but got 'http.response.body'."
+            )
+        await self._body(message.get("body", b""), message.get("more_body", False))
+
+    async def _body(self, body: bytes, more_body: bool) -> None:
+        conn = self.conn
+        # trailers on the wire end the stream themselves
+        end = not more_body and not self.trailers
+        if self.response is STARTED:
+            self._send_head(body, more_body, end)
             self.response = STREAMING
         if self.ended:
             pass  # no body goes out (HEAD, 204, 304): the app's is dropped
@@ -291,8 +328,8 @@ class Stream:
                 self.remaining -= len(body)
             if self.exchange is not None:
                 self.exchange.bytes_sent += len(body)
-            await conn.send_data(self, body, not more_body)
-        elif not more_body:
+            await conn.send_data(self, body, end)
+        elif end:
             conn.end(self)
         if self.disconnected:  # reset while send_data() waited for the client's window
             raise ClientDisconnected("the client is gone")
@@ -301,14 +338,106 @@ class Stream:
                 logger.error("Response content shorter than Content-Length")
                 conn.reset(self, INTERNAL_ERROR)
                 return
-            self.response = COMPLETE
-            self.wake()
-            if self.exchange is not None:
-                self.end_exchange(True)
-            conn.finished(self)
+            if self.trailers is not None:
+                self.response = TRAILERS_DUE
+                return
+            self._complete()
 
-    def _send_head(self, body: bytes, more_body: bool) -> None:
-        """The response's HEADERS frame, with END_STREAM when no body follows."""
+    def _complete(self) -> None:
+        self.response = COMPLETE
+        self.wake()
+        if self.exchange is not None:
+            self.end_exchange(True)
+        self.conn.finished(self)
+
+    # --- ASGI extensions (messages other than start and body) ---------------------------
+    async def _extension(self, kind: str, message: Message) -> None:
+        response = self.response
+        if kind == PATHSEND and response is STARTED:
+            await self._pathsend(message)
+        elif kind == TRAILERS and response is TRAILERS_DUE:
+            self._send_trailers(message)
+        elif kind == EARLY_HINT and response is STARTED:
+            self._early_hint(message)
+        elif kind == EARLY_HINT and response is STREAMING:
+            pass  # the final HEADERS are out: too late for hints (the spec lets us ignore it)
+        else:
+            expected = TRAILERS if response is TRAILERS_DUE else "http.response.body"
+            raise RuntimeError(f"Expected ASGI message {expected!r}, but got {kind!r}.")
+
+    def _early_hint(self, message: Message) -> None:
+        links = []
+        for link in message.get("links", ()):
+            if not isinstance(link, bytes | bytearray | memoryview):
+                raise RuntimeError(f"Early hint links must be byte strings, got {link!r}")
+            links.append((b"link", bytes(link).strip()))
+        if links:
+            self.conn.send_informational(self, b"103", checked_headers(links))
+
+    def _expect_trailers(self, wanted: object) -> None:
+        """The app sends trailers after its body (`wanted`): on the wire when the
+        request said `te: trailers`; dropped otherwise."""
+        if not wanted:
+            return
+        self.trailers = not self.head_only and accepts_trailers(self.scope["headers"])
+        self.trailer_fields: Headers = []
+
+    def _send_trailers(self, message: Message) -> None:
+        self.trailer_fields += checked_headers(message.get("headers", ()), CONNECTION_SPECIFIC)
+        if message.get("more_trailers", False):
+            return
+        if self.trailers and not self.ended:
+            self.conn.send_trailers(self, self.trailer_fields)
+        self._complete()
+
+    async def _pathsend(self, message: Message) -> None:
+        """The response body is a file the app names, read and sent block by
+        block, each when the client's window takes it."""
+        path = message.get("path")
+        file, size = open_path(path)
+        try:
+            length = size
+            for name, value in self._headers:
+                if name.lower() == b"content-length" and _CONTENT_LENGTH.fullmatch(value):
+                    length = int(value)
+            if length > size:
+                raise RuntimeError(
+                    f"http.response.pathsend: {path} has {size} bytes, "
+                    f"fewer than the response's Content-Length ({length})"
+                )
+            if length == size and not any(
+                name.lower() == b"content-length" for name, _ in self._headers
+            ):
+                self._headers = [*self._headers, (b"content-length", b"%d" % size)]
+            status = self.status
+            if self.head_only or status < 200 or status == 204 or status == 304:
+                await self._body(b"", False)  # the head only
+                return
+            fd = file.fileno()
+            position = 0
+            while True:
+                want = min(FILE_BLOCK, length - position)
+                block = os.pread(fd, want, position) if want else b""
+                position += len(block)
+                if len(block) < want:
+                    logger.error(
+                        "File %s shrank while it was sent (%d of %d bytes): resetting the stream",
+                        path,
+                        position,
+                        length,
+                    )
+                    self.conn.reset(self, INTERNAL_ERROR)
+                    return
+                last = position >= length
+                await self._body(block, not last)
+                if last:
+                    return
+        finally:
+            file.close()
+
+    def _send_head(self, body: bytes, more_body: bool, end: bool) -> None:
+        """The response's HEADERS frame, with END_STREAM when no body (and no
+        trailers) follows."""
         status = self.status
         value = STATUS.get(status)
         if value is None:
@@ -330,7 +459,7 @@ class Stream:
             headers.append((b"content-length", b"%d" % len(body)))
         elif length >= 0 and not no_body and not self.head_only:
             self.remaining = length
-        ended = self.ended = no_body or self.head_only or (not body and not more_body)
+        ended = self.ended = no_body or self.head_only or (not body and end)
         self.conn.send_head(self, value, headers, ended)
 
 
