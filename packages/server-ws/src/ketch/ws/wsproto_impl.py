@@ -183,7 +183,7 @@ class BoundedDeflate(PerMessageDeflate):
         if not self._data_frame or not self._message_compressed:
             return data
         try:
-            inflated = self._inflater.decompress(data, self.max_size - self._inflated + 1)
+            inflated: bytes = self._inflater.decompress(data, self.max_size - self._inflated + 1)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         return self._count(inflated)
@@ -202,7 +202,7 @@ class BoundedDeflate(PerMessageDeflate):
         # still bounded (zlib held nothing back, since it had room)
         inflater = self._inflater
         try:
-            data = inflater.decompress(b"\x00\x00\xff\xff", self.max_size - inflated + 1)
+            data: bytes = inflater.decompress(b"\x00\x00\xff\xff", self.max_size - inflated + 1)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         if self.client_no_context_takeover:
