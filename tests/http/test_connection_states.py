@@ -59,6 +59,47 @@ def test_http_10_keep_alive_byte_for_byte(impl: str) -> None:
     harness.close()
 
 
+# just over twice the limit: the most an unfinished head may hold
+ENDLESS_LINE = b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 2 * 4096
+
+
+@pytest.mark.parametrize("impl", HTTP_IMPLEMENTATIONS)
+@pytest.mark.parametrize(
+    "before",
+    [
+        b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n" + b"z" * 3000,
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"bb8\r\n" + b"z" * 3000 + b"\r\n0\r\n\r\n",
+    ],
+    ids=["after a head", "after a body", "after a chunked body"],
+)
+def test_an_endless_head_read_with_the_request_before_it_is_refused(
+    impl: str, before: bytes
+) -> None:
+    """The flake of test_an_endless_header_line_is_refused_even_while_a_request_runs:
+    read in one piece (a loaded server reads late), the bytes after a request's
+    head or body went uncounted, and the head waited for its 408 instead of a 431."""
+    harness = Harness(impl, hello, {"limit_request_header_size": 4096})
+    harness.feed(before + ENDLESS_LINE)
+    harness.run()
+    responses, _ = parse_responses(harness.out)
+    assert [status for status, _, _ in responses] == [200, 431]
+    harness.close()
+
+
+@pytest.mark.parametrize("impl", HTTP_IMPLEMENTATIONS)
+def test_an_upgrade_read_with_more_than_the_head_limit_after_it_hands_all_over(
+    impl: str,
+) -> None:
+    harness = Harness(impl, hello, {"limit_request_header_size": 4096})
+    frames = bytes(range(256)) * 40  # 10 KiB the client sent at once
+    harness.feed(Spec("upgrade", "fast", 0).request(0) + frames)
+    harness.run()
+    assert [handover.buffered for handover in harness.handovers] == [frames]
+    harness.close()
+
+
 # --- the property test ------------------------------------------------------------------
 BEHAVIOURS = ["fast", "stream", "slow", "read", "ignore-body", "raise"]
 KINDS = ["get", "post", "chunked", "close", "http10", "expect", "bad", "upgrade"]

@@ -3,7 +3,8 @@
 The parser adapter turns llhttp's callbacks into the connection's events.
 llhttp frames bodies itself, strictly; the adapter adds what it leaves to its
 user: the request-head size limit (counted over every byte of a head,
-however it arrives), trailers limited like heads and kept out of the
+however it arrives; one still arriving is refused before it holds twice the
+limit), trailers limited like heads and kept out of the
 request's headers, and the bytes after an upgrade request.
 """
 
@@ -68,17 +69,21 @@ class HttpToolsParser:
         self._unparsed = b""
         self._parser = httptools.HttpRequestParser(self)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         if self._stopped:
             return
-        self._raw += len(data)
+        size = len(data)
+        if size > self._head_limit:
+            self._feed_in_pieces(data)
+            return
+        self._raw += size
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0]
             if self._switch:
                 self._stopped = True
-                self._unparsed = data[offset:]
+                self._unparsed = bytes(data[offset:])
             else:  # an upgrade ketch does not take: HTTP goes on, on a new parser
                 self._parser = httptools.HttpRequestParser(self)
                 self._raw = 0
@@ -94,6 +99,21 @@ class HttpToolsParser:
             return
         if self._raw > self._head_limit:
             self._refuse(431, f"Request {'trailers' if self._in_trailers else 'head'} too large")
+
+    def _feed_in_pieces(self, data: bytes | memoryview) -> None:
+        """llhttp does not say where in the bytes fed a head ended or body bytes
+        came, so the bytes after them in the same feed are not counted in `_raw`:
+        fed whole, a short request and the start of an endless head in one read
+        would never reach the limit. In pieces of the limit, a head still
+        arriving is refused before it holds twice the limit."""
+        limit = self._head_limit
+        view = memoryview(data)
+        for start in range(0, len(view), limit):
+            self.feed(view[start : start + limit])
+            if self._stopped:
+                if self._switch:  # the rest is the new protocol's
+                    self._unparsed += view[start + limit :]
+                return
 
     def switches_protocol(self) -> bool:
         return bool(self._parser.should_upgrade())
