@@ -1,26 +1,28 @@
 """One HTTP/2 connection on h2: streams in, ASGI apps run, responses out.
 
 h2 keeps the protocol's state (frames, HPACK, stream states, flow-control
-windows); this module decides what happens to the streams: which are served,
-what each stream's app receives, when to refuse or reset one. The rest of the
-connection is in three modules, each with its own part of the state:
+windows); ketch-h2 decides what happens: which streams are served, what each
+stream's app receives, when to refuse, reset or close. This module is the
+asyncio protocol: it hands h2's events to the streams and keeps their
+bookkeeping (open, reset, finished). The rest of the connection:
 
-- `ketch.h2.h2_setup`: h2 as ketch configures it (settings, limits, GOAWAY
-  frames).
-- `ketch.h2.writer`: `Writer`, what goes out: the frames of a loop turn in one
-  write, DATA within the client's flow-control windows.
+- `ketch.h2.incoming`: what the client sends (a request served or refused,
+  body data, resets, the client's GOAWAY);
+- `ketch.h2.writer`: `Writer`, what goes out (a loop turn's frames in one
+  write, DATA within the client's flow-control windows);
 - `ketch.h2.lifetime`: the connection's states (`OPEN`, `DRAINING`, `LINGER`,
-  `CLOSED`), its deadlines, the graceful stop and the errors that close it.
+  `CLOSED`), its deadline, the graceful stop and the errors that close it;
+- `ketch.h2.h2_setup`: h2 as ketch configures it.
 
-The hot path stays in this class and the writer: `data_received()` hands h2's
-events to the streams, and the streams call the writer's methods, which the
-connection holds as its own attributes (`send_head`, `write_data`, ...).
+The hot path stays as direct as in one module: `data_received()` calls
+`incoming`'s functions per event, and the streams call the writer's methods,
+which the connection holds as its own attributes (`send_head`, `write_data`,
+`end`, `take_body`, `flush`, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Final, cast
 
@@ -51,14 +53,8 @@ from ketch.h2.guard import FrameGuard
 from ketch.h2.h2_setup import ANY_STREAM, new_h2, start_h2
 from ketch.h2.incoming import on_client_goaway, on_data, on_request, on_reset
 from ketch.h2.lifetime import CLOSED, DRAINING, LINGER, OPEN
-from ketch.h2.stream import (
-    NO_ERROR,
-    PROTOCOL_ERROR,
-    Stream,
-)
+from ketch.h2.stream import NO_ERROR, PROTOCOL_ERROR, Stream
 from ketch.h2.writer import Writer
-
-logger = logging.getLogger("ketch.error")
 
 # The ASGI extensions HTTP/2 implements (and `tls` on a TLS connection)
 EXTENSIONS = (PATHSEND, TRAILERS, EARLY_HINT)
@@ -243,7 +239,7 @@ class HTTP2Connection(asyncio.Protocol):
             self.deadline = 0.0
             self.transport.abort()
 
-    # --- what the streams call (and the writer's methods, see __init__) ------------------
+    # --- what the streams call (besides the writer's methods, see __init__) ---------------
     async def send_data(self, stream: Stream, data: bytes, end: bool) -> None:
         """`write_data()`, then wait until the client's window took it all."""
         self.write_data(stream, data, end)

@@ -29,6 +29,7 @@ logger = logging.getLogger("ketch.error")
 
 
 def on_request(conn: HTTP2Connection, event: RequestReceived) -> None:
+    """A request's header block: a stream served, answered by ketch, or reset."""
     stream_id = event.stream_id
     h2 = conn.h2
     if stream_id > conn.last_stream_id or conn.client_done:
@@ -96,6 +97,7 @@ def refuse(conn: HTTP2Connection, stream: Stream, status: int) -> None:
 
 
 def on_data(conn: HTTP2Connection, event: DataReceived) -> None:
+    """Request body bytes, for the stream's app to take (within --limit-request-body)."""
     stream_id = event.stream_id
     stream = conn.streams.get(stream_id)
     data = event.data
@@ -129,6 +131,7 @@ def on_data(conn: HTTP2Connection, event: DataReceived) -> None:
 
 
 def on_reset(conn: HTTP2Connection, event: StreamReset) -> None:
+    """The client reset a stream: its app hears http.disconnect."""
     stream = conn.streams.pop(event.stream_id, None)
     if stream is None:
         return
