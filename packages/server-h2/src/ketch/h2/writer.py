@@ -29,15 +29,26 @@ FLUSH_AT: Final = 64 * 1024
 class Writer:
     """The output side of one connection (see the module)."""
 
-    __slots__ = ("_flush_handle", "_unflushed", "blocked", "context", "h2", "transport", "writable")
+    __slots__ = (
+        "_flush_handle",
+        "_unflushed",
+        "blocked",
+        "context",
+        "h2",
+        "loop",
+        "transport",
+        "writable",
+    )
 
     transport: asyncio.Transport  # given by the connection's connection_made()
 
     def __init__(self, h2: H2Connection, context: ServerContext) -> None:
         self.h2 = h2
         self.context = context
+        self.loop = context.loop
         self.blocked: dict[int, Stream] = {}  # streams whose data waits for the client's window
-        # False once nothing more is written: our side is closed, or the connection is gone
+        # False once nothing more is written: the connection sets it as it leaves
+        # OPEN and DRAINING (our side closed, aborted, or the connection lost)
         self.writable = True
         self._flush_handle: asyncio.Handle | None = None
         self._unflushed = 0  # DATA bytes given to h2 since the last flush
@@ -146,7 +157,7 @@ class Writer:
 
     def flush_soon(self) -> None:
         if self._flush_handle is None:
-            self._flush_handle = self.context.loop.call_soon(self.flush)
+            self._flush_handle = self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write what h2 has to send (every stream's frames of this loop turn at once)."""
