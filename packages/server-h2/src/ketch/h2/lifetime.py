@@ -150,7 +150,7 @@ def protocol_error(conn: HTTP2Connection, exc: ProtocolError) -> None:
         "Closing HTTP/2 connection from %s: %s (GOAWAY %s)",
         peer(conn.info),
         exc,
-        ErrorCodes(code).name if code in ErrorCodes._value2member_map_ else code,
+        error_name(code),
     )
     conn.writer.write(data + goaway_frame(last_stream_id, code))
     conn.disconnect_all()
@@ -259,3 +259,11 @@ def reschedule(conn: HTTP2Connection) -> None:
 def peer(info: ConnectionInfo) -> str:
     """The client, for the error log."""
     return "%s:%d" % info.client if info.client else "a UNIX socket peer"
+
+
+def error_name(code: int) -> str:
+    """The name of an HTTP/2 error code, or its number if RFC 9113 has none."""
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return str(code)
