@@ -96,6 +96,7 @@ class ASGICycle:
     abort_action: ClassVar[str] = "ending the response"
 
     def __init__(self, conn: CycleConnection, scope: Any, more_body: bool) -> None:
+        # (ketch-http's RequestCycle sets these itself, for speed: keep it in step)
         self.conn = conn
         self.scope = scope
         # request body chunks not yet received by the app (kept as they came:
@@ -349,13 +350,21 @@ class ASGICycle:
         waiting = self.write_body(body, more_body)
         if waiting is not None:
             await waiting
-        if self.disconnected:  # (reset while the write waited, for one)
-            raise ClientDisconnected("the client is gone")
+            if self.disconnected:  # while the write waited
+                raise ClientDisconnected("the client is gone")
         if not more_body:
             if self.trailers is not None:
                 self.response = TRAILERS_DUE
-            else:
-                self.complete()
+                return
+            # (self.complete(), inlined: this runs for every response)
+            self.response = COMPLETE
+            self.wake()
+            short = self.remaining > 0
+            if short:
+                logger.error("Response content shorter than Content-Length")
+            if exchange is not None:
+                self.end_exchange(not short)
+            self.finish(short)
 
     def complete(self) -> None:
         """The response is written whole (body, and trailers if any)."""
