@@ -171,6 +171,11 @@ class RequestCycle(ASGICycle):
             else:
                 output.write_pair(head, data)  # one syscall (writev), no copy
             return
+        if more_body and self.framing is CHUNKED:
+            # (_frame(), inlined for a streamed body: a call per message costs)
+            if body:
+                output.write_soon(b"%x\r\n%s\r\n" % (len(body), body))
+            return
         data = self._frame(body, more_body)
         if more_body:
             if data:
