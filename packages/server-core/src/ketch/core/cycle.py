@@ -96,7 +96,6 @@ class ASGICycle:
     abort_action: ClassVar[str] = "ending the response"
 
     def __init__(self, conn: CycleConnection, scope: Any, more_body: bool) -> None:
-        # (ketch-http's RequestCycle sets these itself, for speed: keep it in step)
         self.conn = conn
         self.scope = scope
         # request body chunks not yet received by the app (kept as they came:
