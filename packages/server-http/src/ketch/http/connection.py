@@ -14,22 +14,21 @@ writes, closes or hands over asks them first:
 
 Requests are answered strictly in the order they came. The one being answered
 is `current`; complete requests pipelined behind it wait in `queue`, and so do
-refusals (a 400 for a malformed request, a 408): a refusal is written in its
-turn, whole, never inside or before an earlier response, and ends the
-connection. `incoming` is the request whose body is arriving (the current one
+refusals (a 400 for a malformed request, a 408), each answered in its turn
+before the connection ends. `incoming` is the request whose body is arriving (the current one
 or the last queued). Reading pauses (`ReadFlow`) while the body buffer is full,
 while a request waits in the queue, after the last request and before a
 handover.
 
 One deadline at a time, named by `due`: KEEP_ALIVE (idle between requests),
 HEAD (a head arriving), BODY (the app waits for body bytes), WRITE (the client
-reads none of a full send buffer), LINGER (closing).
+reads none of a full send buffer), LINGER (closing). They are armed here;
+how the connection ends, at a deadline or otherwise, is in `closing.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -46,13 +45,12 @@ from ketch.core.api import (
     ServerContext,
     WebSocketScope,
     WriteFlow,
-    error_response,
-    half_close,
     http_scope,
     scope_extensions,
     send_file,
     websocket_scope,
 )
+from ketch.http import closing
 from ketch.http.cycle import COMPLETE, RequestCycle
 from ketch.http.output import Output
 from ketch.http.request_head import BadRequest, HeadFacts, check_head
@@ -63,21 +61,17 @@ from ketch.http.states import (
     CLOSED,
     DONE,
     DRAIN_LIMIT,
-    HANDED_OVER,
     HANDOVER,
     HEAD,
     HEAD_DUE,
     IDLE,
     KEEP_ALIVE_DUE,
-    LINGER,
     LINGER_DUE,
     LINGER_SECONDS,
     NO_DEADLINE,
-    NO_MORE,
     OPEN,
     QUEUED,
     READ_HIGH_WATER,
-    SHUTDOWN_GRACE,
     SWITCHING,
     WRITE_DUE,
     Refusal,
@@ -88,9 +82,6 @@ if TYPE_CHECKING:
 
     from ketch.http.parser import Parser, ParserEvents
 
-logger = logging.getLogger("ketch.error")
-
-
 # The ASGI extensions HTTP/1.1 implements (and `tls` on a TLS connection)
 EXTENSIONS = (PATHSEND, TRAILERS, EARLY_HINT)
 
@@ -100,22 +91,22 @@ class HTTPConnection(asyncio.Protocol):
     (`ketch.http.parser.ParserEvents`, implemented here)."""
 
     __slots__ = (
-        "_held",
-        "_last_request",
-        "_served",
         "context",
         "current",
         "deadline",
         "due",
         "extensions",
+        "held",
         "incoming",
         "info",
+        "last_request",
         "loop",
         "output",
         "parser",
         "queue",
         "read_flow",
         "reading",
+        "served",
         "settings",
         "transport",
         "write_flow",
@@ -137,9 +128,9 @@ class HTTPConnection(asyncio.Protocol):
         self.current: RequestCycle | None = None
         self.incoming: RequestCycle | None = None
         self.queue: deque[RequestCycle | Refusal] = deque()
-        self._served = False  # a response completed: the client reuses the connection
-        self._last_request = False  # take no request after the incoming one
-        self._held = b""  # bytes after an upgrade request, for the WebSocket protocol
+        self.served = False  # a response completed: the client reuses the connection
+        self.last_request = False  # take no request after the incoming one
+        self.held = b""  # bytes after an upgrade request, for the WebSocket protocol
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -159,7 +150,7 @@ class HTTPConnection(asyncio.Protocol):
         if reading is DONE:
             return  # after the last request: dropped
         if reading is SWITCHING:
-            self._held += data  # reading is paused: at most what was in flight
+            self.held += data  # reading is paused: at most what was in flight
             return
         self.parser.feed(data)
         if self.reading is SWITCHING:
@@ -167,7 +158,7 @@ class HTTPConnection(asyncio.Protocol):
             # the parser returned, so that it could set the bytes that follow aside)
             current = self.current
             if current is not None and current.upgrade_target is not None:
-                self._hand_over(current)
+                closing.hand_over(self, current)
 
     def eof_received(self) -> bool | None:
         # The client closed its side. Like Uvicorn (and nginx's default), take it
@@ -187,7 +178,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_flow.pause()
-        self._await_reader()
+        self.await_reader()
 
     def resume_writing(self) -> None:
         self.write_flow.resume()
@@ -195,61 +186,20 @@ class HTTPConnection(asyncio.Protocol):
             self.due = NO_DEADLINE
             self.deadline = 0.0
 
-    def _await_reader(self) -> None:
+    def await_reader(self) -> None:
         """The send buffer is full: the client must read within --timeout-write."""
         if self.due is NO_DEADLINE and self.writing is OPEN:
             self.due = WRITE_DUE
             self.deadline = self.context.now + self.settings.timeout_write
 
-    # --- what the server calls (ketch.core.api.Connection) -----------------------------
-    def on_deadline(self) -> None:
-        due = self.due
-        self.due = NO_DEADLINE
-        self.deadline = 0.0
-        if due is HEAD_DUE:
-            self._refuse(408, "Request header timeout")
-        elif due is BODY_DUE or due is WRITE_DUE:
-            what = "request body" if due is BODY_DUE else "write"
-            self.context.error_logger.info(
-                "Closing connection from %s: %s timeout", _peer(self.info.client), what
-            )
-            self._give_up()
-        elif due is not NO_DEADLINE:
-            self._give_up()
-        if self.write_flow.paused:  # another deadline fired first
-            self._await_reader()
-
-    def _give_up(self) -> None:
-        """Close at a deadline; abort when the client does not read what is
-        buffered for it (a close would wait for that buffer forever)."""
-        if self.write_flow.paused:
-            self.abort()
-        else:
-            self.close()
-
-    def shutdown(self) -> None:
-        """Take no new request; answer the ones read (the last with Connection:
-        close), then close."""
-        if self.writing is not OPEN:
-            return
-        self._last_request = True  # a head still arriving is the last one
-        reading = self.reading
-        if reading is IDLE:
-            last = self.queue[-1] if self.queue else self.current
-            if isinstance(last, RequestCycle):
-                self._stop_reading()
-                last.keep_alive = False
-            elif self._served:  # (the loop's time: context.now may be a tick behind)
-                self.deadline = min(self.deadline, self.loop.time() + SHUTDOWN_GRACE)
-        elif reading is BODY and self.incoming is not None:
-            self.incoming.keep_alive = False
-
-    def abort(self) -> None:
-        if self.writing is not CLOSED:
-            self.writing = CLOSED
-            self.output.open = False
-            self.deadline = 0.0
-            self.transport.abort()
+    # --- how it ends (ketch.http.closing) -----------------------------------------------
+    # what the server calls (ketch.core.api.Connection)
+    on_deadline = closing.on_deadline
+    shutdown = closing.shutdown
+    abort = closing.abort
+    # after the last answer, or at once (an error, a client gone)
+    finish = closing.finish
+    close = closing.close
 
     # --- parser events (ketch.http.parser.ParserEvents) --------------------------------
     def on_message_begin(self) -> None:
@@ -268,7 +218,7 @@ class HTTPConnection(asyncio.Protocol):
                 method, target, http_version, headers, self.settings.limit_request_headers
             )
         except BadRequest as exc:
-            self._refuse(exc.status, exc.reason)
+            closing.refuse(self, exc.status, exc.reason)
             return None
         context = self.context
         websocket = facts.websocket
@@ -289,10 +239,10 @@ class HTTPConnection(asyncio.Protocol):
                 headers,
                 self.extensions,
             )
-        keep_alive = facts.keep_alive and not self._last_request
+        keep_alive = facts.keep_alive and not self.last_request
         cycle = RequestCycle(self, scope, keep_alive)
         if not keep_alive:
-            self._last_request = True
+            self.last_request = True
         if self.due is HEAD_DUE:
             self.due = NO_DEADLINE
             self.deadline = 0.0
@@ -300,13 +250,13 @@ class HTTPConnection(asyncio.Protocol):
         self.incoming = cycle
         if websocket:
             cycle.upgrade_target = target
-            self._last_request = True
+            self.last_request = True
         else:
             limit = self.settings.limit_request_body
             length = facts.content_length
             if limit is not None and length is not None and length > limit:
                 self.incoming = None
-                self._refuse(413, "Request body too large")
+                closing.refuse(self, 413, "Request body too large")
                 return None
             cycle.content_length = length
             cycle.expect_continue = facts.expect_continue
@@ -331,7 +281,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         limit = self.settings.limit_request_body
         if limit is not None and received > limit:
-            self._refuse(413, "Request body too large")
+            closing.refuse(self, 413, "Request body too large")
             return
         cycle.body.append(data)
         buffered = cycle.buffered = cycle.buffered + len(data)
@@ -349,8 +299,8 @@ class HTTPConnection(asyncio.Protocol):
             self.reading = SWITCHING  # handed over in its turn
             self.read_flow.pause(HANDOVER)
             return False
-        if self._last_request:
-            self._stop_reading()
+        if self.last_request:
+            closing.stop_reading(self)
         else:
             self.reading = IDLE
         cycle.wake()
@@ -361,7 +311,7 @@ class HTTPConnection(asyncio.Protocol):
     def on_bad_request(self, status: int, reason: str) -> None:
         if self.reading is DONE or self.writing is not OPEN:
             return
-        self._refuse(status, reason)
+        closing.refuse(self, status, reason)
 
     # --- what the request cycle calls ---------------------------------------------------
     async def send_file(self, file: io.FileIO, offset: int, count: int) -> int:
@@ -387,7 +337,7 @@ class HTTPConnection(asyncio.Protocol):
             self.due = NO_DEADLINE
             self.deadline = 0.0
         if kernel:
-            self._await_reader()
+            self.await_reader()
 
     def wait_for_body(self) -> None:
         """The app waits for body bytes: read on, and start the body deadline."""
@@ -413,7 +363,7 @@ class HTTPConnection(asyncio.Protocol):
             if cycle.keep_alive and not self.queue and self.reading is IDLE:
                 # (the common case, inlined: wait for the next request)
                 self.current = None
-                self._served = True
+                self.served = True
                 self.due = KEEP_ALIVE_DUE
                 self.deadline = self.context.now + self.settings.timeout_keep_alive
             else:
@@ -433,40 +383,12 @@ class HTTPConnection(asyncio.Protocol):
                 return  # on_message_complete() goes on to the next request
             self.finish()
 
-    def finish(self) -> None:
-        """Close without losing what was written: a client still sending would
-        get a reset that can destroy the response in its receive buffer, so
-        half-close, read and drop what still comes for a moment, then close."""
-        if self.writing is not OPEN:
-            return
-        self.output.stop()
-        self._stop_reading()
-        self.incoming = None
-        for item in self.queue:  # requests read that will not be answered
-            if isinstance(item, RequestCycle):
-                item.end_exchange(False)
-        self.queue.clear()
-        self.writing = LINGER
-        self.due = LINGER_DUE
-        self.deadline = self.context.now + LINGER_SECONDS
-        self.read_flow.resume_all()  # read (and drop) until the peer closes
-        if not half_close(self.transport):
-            self.writing = CLOSED
-            self.deadline = 0.0
-
-    def close(self) -> None:
-        if self.writing is OPEN or self.writing is LINGER:
-            self.output.stop()
-            self.writing = CLOSED
-            self.deadline = 0.0
-            self.transport.close()
-
     # --- request life cycle -------------------------------------------------------------
     def _start(self, cycle: RequestCycle) -> None:
         self.current = cycle
         if cycle.upgrade_target is not None:
             if self.reading is SWITCHING:  # the whole upgrade request is read
-                self._hand_over(cycle)
+                closing.hand_over(self, cycle)
             return
         context = self.context
         if self.settings.limit_concurrency is not None and context.over_concurrency_limit():
@@ -479,7 +401,7 @@ class HTTPConnection(asyncio.Protocol):
     def _next(self, done: RequestCycle) -> None:
         """`done` is answered; start the next request in the queue, or wait for one."""
         self.current = None
-        self._served = True
+        self.served = True
         if not done.keep_alive:
             self.finish()
             return
@@ -489,7 +411,7 @@ class HTTPConnection(asyncio.Protocol):
             if not queue:
                 self.read_flow.resume(QUEUED)
             if isinstance(item, Refusal):
-                self._answer(item)
+                closing.answer(self, item)
             else:
                 self._start(item)
             return
@@ -499,68 +421,3 @@ class HTTPConnection(asyncio.Protocol):
             self.deadline = self.context.now + self.settings.timeout_keep_alive
         elif reading is DONE:
             self.finish()
-
-    def _stop_reading(self) -> None:
-        self.reading = DONE
-        self.read_flow.pause(NO_MORE)
-
-    def _refuse(self, status: int, reason: str) -> None:
-        """A request ketch will not serve: answered in its turn, then the connection
-        ends. Nothing more is read."""
-        if self.writing is not OPEN:
-            return
-        context = self.context
-        if status != 408:
-            context.error_logger.warning(
-                "%d answered to %s: %s", status, _peer(self.info.client), reason
-            )
-        if context.metrics is not None:
-            context.metrics.rejected(status)
-        self._stop_reading()
-        incoming = self.incoming
-        self.incoming = None
-        current = self.current
-        if incoming is not None and incoming is current:
-            # the request being served broke its own framing or limits: the app
-            # hears http.disconnect, and the answer replaces its response if
-            # none was started
-            replaced = not incoming.head_written()
-            if replaced:
-                incoming.end_exchange(True, status)
-            incoming.on_disconnect()
-            if replaced:
-                self._answer(Refusal(status, reason))
-            else:
-                self.close()
-            return
-        if incoming is not None:
-            self.queue.pop()  # queued, never started: refused in its place
-            incoming.end_exchange(True, status)
-        if current is None:
-            self._answer(Refusal(status, reason))
-        else:
-            self.queue.append(Refusal(status, reason))
-
-    def _answer(self, refusal: Refusal) -> None:
-        self.output.write(error_response(refusal.status, self.context.default_headers))
-        self.finish()
-
-    def _hand_over(self, cycle: RequestCycle) -> None:
-        """Give the connection to the WebSocket plugin, with the bytes read after
-        the upgrade request."""
-        handler = self.context.ws_upgrade
-        assert handler is not None and cycle.upgrade_target is not None
-        buffered = self.parser.take_unparsed() + self._held
-        self._held = b""
-        self.current = None
-        self.output.stop()
-        self.writing = HANDED_OVER
-        self.reading = DONE
-        self.deadline = 0.0
-        self.context.connections.discard(self)
-        self.read_flow.resume_all()
-        handler(self.transport, cycle.scope, cycle.upgrade_target, buffered)
-
-
-def _peer(client: tuple[str, int] | None) -> str:
-    return "%s:%d" % client if client else "a UNIX socket peer"

@@ -18,12 +18,10 @@ pool to its size. A rolling restart is state that those turns advance (the
 workers still to replace, in order), so a SIGTERM is acted on at the next turn
 and health checks go on during a restart.
 
-A worker is replaced the same way as on SIGHUP (it serves on until its
-successor serves, then drains) when it reaches --limit-max-requests, when its
-resident memory passes --limit-worker-memory (read from /proc on the health
-check beat) and when it has run for --limit-worker-lifetime seconds (plus a
-random --limit-worker-lifetime-jitter). Each replacement is logged with its
-reason and counted in `Supervisor.restarts`.
+A worker is also replaced (the same way as on SIGHUP) when it reaches
+--limit-max-requests, --limit-worker-memory or --limit-worker-lifetime. The
+pool and its replacements are `ketch.supervisor.pool.WorkerPool`, the base of
+`Supervisor`; this module is the loop that drives them.
 
 Under systemd (`Type=notify`) the parent says READY=1 once every worker
 serves, RELOADING=1 at a rolling restart and READY=1 again when the new pool
@@ -46,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import time
 from collections import deque
@@ -59,9 +56,10 @@ from ketch.core.errors import STARTUP_FAILURE, ConfigError
 from ketch.core.sockets import Listener, bind, describe
 from ketch.core.systemd import Notifier
 from ketch.supervisor.child import DUMP_STACKS
+from ketch.supervisor.pool import CRASHED, RELOAD, SIGHUP, UNRESPONSIVE, WorkerPool
 from ketch.supervisor.pool_metrics import PoolMetrics
 from ketch.supervisor.systemd_report import SystemdReport
-from ketch.supervisor.worker import MIB, PING_INTERVAL, Wakeup, Worker, resident_memory
+from ketch.supervisor.worker import Wakeup, Worker, resident_memory
 
 logger = logging.getLogger("ketch.error")
 
@@ -71,51 +69,23 @@ READY_TIMEOUT = 60.0  # how long a new worker may take to start serving
 STOP_MARGIN = 5.0  # beyond --timeout-graceful-shutdown before workers are killed
 DUMP_GRACE = 0.5  # time for an unresponsive worker to write its stacks before the kill
 CRASH_WINDOW = 10.0  # a worker that dies sooner than this after starting "crashed"
-MAX_BACKOFF = 30.0
-
-# Why workers were replaced: the keys of `Supervisor.restarts`.
-CRASHED = "crashed"  # exited without being asked to
-UNRESPONSIVE = "unresponsive"  # missed its health check, killed
-MAX_REQUESTS = "max-requests"  # --limit-max-requests
-MEMORY = "memory"  # --limit-worker-memory
-LIFETIME = "lifetime"  # --limit-worker-lifetime
-SIGHUP = "SIGHUP"  # a rolling restart asked for with SIGHUP
-RELOAD = "reload"  # a rolling restart for changed files (--reload)
-RESTART_REASONS = (CRASHED, UNRESPONSIVE, MAX_REQUESTS, MEMORY, LIFETIME, SIGHUP, RELOAD)
 
 
-class Supervisor:
+class Supervisor(WorkerPool):
     """Keeps `config.workers` workers serving the sockets it bound once."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
-        self.target = config.workers or 1
-        # the pool: workers serving or starting (replacements included)
-        self.workers: list[Worker] = []
-        # told to drain (or being killed), waiting to be reaped
-        self.retiring: list[Worker] = []
-        # a rolling restart under way: the workers still to replace, in order
-        self.rolling: list[Worker] = []
-        self.rolling_reason = SIGHUP
-        self.serving_config = config  # what the running workers were started with
-        # how many workers were replaced, by reason (one place, for metrics)
-        self.restarts: dict[str, int] = dict.fromkeys(RESTART_REASONS, 0)
-        self.requests_done = 0  # served by workers that have exited
+        super().__init__(config)
         # systemd: set from the environment by run()
         self.systemd = SystemdReport(Notifier())
         self.listeners: list[Listener] = []
         self.signals: deque[int] = deque()
         self.wakeup = Wakeup()
-        self.crashes = 0
-        self.next_spawn = 0.0
         self.exit_code = 0
-        self.sockets: list[object] = []
         # False under --reload: a worker that fails to start waits for the next change
         self.stop_on_startup_failure = True
-        self.paused = False  # no new workers until reload() (after a failed start)
         # called once per loop turn: the reload supervisor asks for restarts here
         self.poll_hooks: list[Callable[[], None]] = []
-        self.metrics: PoolMetrics | None = None  # --metrics-port
 
     # --- the parent's loop --------------------------------------------------------------
     def run(self) -> int:
@@ -201,7 +171,7 @@ class Supervisor:
     def _supervise(self, now: float) -> bool:
         """One turn: reap, health-check, replace, resize; False when the server must stop."""
         for worker in list(self.retiring):
-            self._reap_retiring(worker, now)
+            self.reap_retiring(worker, now)
         for worker in list(self.workers):
             if worker not in self.workers:
                 continue  # retired earlier in this turn
@@ -225,9 +195,9 @@ class Supervisor:
                 )
                 continue
             worker.ping(now)
-            self._check_limits(worker, now)
-        self._advance_replacements(now)
-        self._resize(now)
+            self.check_limits(worker, now)
+        self.advance_replacements(now)
+        self.resize(now)
         if self.systemd.notify.enabled:
             rolling = self.rolling_reason if self.rolling else None
             self.systemd.turn(
@@ -236,23 +206,15 @@ class Supervisor:
         return True
 
     # --- workers that stop ----------------------------------------------------------------
-    def _reap_retiring(self, worker: Worker, now: float) -> None:
-        worker.receive(now)
-        if not worker.alive():
-            self.retiring.remove(worker)
-            self._forget(worker)
-        elif worker.kill_at is not None and now >= worker.kill_at:
-            worker.process.kill()
-
     def _exited(self, worker: Worker, now: float) -> bool:
         """A worker of the pool exited unasked; False when the server must stop."""
         self.workers.remove(worker)
-        self._forget(worker)
+        self.forget(worker)
         code = worker.process.exitcode
         old = worker.predecessor
         worker.detach()  # a successor it had takes its place
         if old is not None and not worker.ready:
-            self._replacement_failed(old, worker, f"exited with status {code}", now)
+            self.replacement_failed(old, worker, f"exited with status {code}", now)
             return True
         if code is not None and (code == STARTUP_FAILURE or (code > 0 and not worker.ready)):
             if not self.stop_on_startup_failure:
@@ -275,9 +237,9 @@ class Supervisor:
             logger.info("Worker [%d] exited; starting a new one", worker.pid)
         else:
             logger.warning("Worker [%d] died (exit status %s); restarting", worker.pid, code)
-        self._count_restart(CRASHED)
+        self.count_restart(CRASHED)
         if now - worker.started_at < CRASH_WINDOW:
-            self._back_off(now)
+            self.back_off(now)
             logger.warning(
                 "Worker crashed soon after starting; waiting %.1fs", self.next_spawn - now
             )
@@ -293,151 +255,11 @@ class Supervisor:
         worker.signal(DUMP_STACKS)
         worker.kill_at = now + DUMP_GRACE
         old = worker.predecessor
-        self._retire(worker, drain=False)
+        self.retire(worker, drain=False)
         if old is not None and not worker.ready:
-            self._replacement_failed(old, worker, why, now)
+            self.replacement_failed(old, worker, why, now)
         else:
-            self._count_restart(UNRESPONSIVE)
-
-    def _retire(self, worker: Worker, drain: bool = True, restart: bool = False) -> None:
-        """Out of the pool, told to drain (unless it is being killed)."""
-        if worker in self.workers:
-            self.workers.remove(worker)
-        worker.detach()
-        if drain:
-            worker.drain(restart)
-        self.retiring.append(worker)
-
-    def _forget(self, worker: Worker) -> None:
-        """A worker has exited (and said its last words): its requests go to the
-        total, its final counts to the metrics."""
-        self.requests_done += worker.requests
-        worker.close()
-        if self.metrics is not None:
-            self.metrics.ended(worker)
-
-    def _back_off(self, now: float) -> None:
-        """Workers keep dying: wait longer before each new one (0.5 s, 1 s, ... 30 s)."""
-        self.crashes += 1
-        self.next_spawn = now + min(MAX_BACKOFF, 0.5 * 2 ** (self.crashes - 1))
-
-    def _count_restart(self, reason: str) -> None:
-        self.restarts[reason] += 1
-
-    # --- replacements -------------------------------------------------------------------
-    def _check_limits(self, worker: Worker, now: float) -> None:
-        """Mark a serving worker for replacement once it reaches a limit."""
-        if worker.due is not None or not worker.ready:
-            return
-        config = self.config
-        if worker.at_limit:
-            worker.due = MAX_REQUESTS
-            logger.info("Worker [%d] reached its request limit; replacing it", worker.pid)
-        elif worker.expires is not None and now >= worker.expires:
-            worker.due = LIFETIME
-            logger.info(
-                "Worker [%d] has run for %.0fs (--limit-worker-lifetime %gs); replacing it",
-                worker.pid,
-                now - worker.started_at,
-                config.limit_worker_lifetime,
-            )
-        elif config.limit_worker_memory and now - worker.memory_checked >= PING_INTERVAL:
-            worker.memory_checked = now  # on the health check beat
-            resident = resident_memory(worker.pid)
-            if resident is not None and resident > config.limit_worker_memory * MIB:
-                worker.due = MEMORY
-                logger.warning(
-                    "Worker [%d] uses %d MiB (--limit-worker-memory %d); replacing it",
-                    worker.pid,
-                    resident // MIB,
-                    config.limit_worker_memory,
-                )
-
-    def _advance_replacements(self, now: float) -> None:
-        """Take the next step of every replacement under way: the workers due for
-        one (each on its own), and the rolling restart (one worker at a time)."""
-        for worker in list(self.workers):
-            if worker.due is not None and worker in self.workers:
-                self._hand_over(worker, worker.due, now)
-        while self.rolling and self.rolling[0] not in self.workers:
-            self.rolling.pop(0)  # replaced, or gone meanwhile
-            if not self.rolling:
-                logger.info("Every worker restarted (%s)", self.rolling_reason)
-        if self.rolling:
-            self._hand_over(self.rolling[0], self.rolling_reason, now)
-
-    def _hand_over(self, worker: Worker, reason: str, now: float) -> None:
-        """A worker to replace serves on until its successor serves; then it
-        drains. Capacity never drops, not even with one worker."""
-        successor = worker.successor
-        if successor is None:
-            if self.paused or now < self.next_spawn:
-                return
-            successor = self._spawn(now)
-            if successor is not None:
-                worker.successor, successor.predecessor = successor, worker
-        elif successor.ready:
-            logger.info(
-                "Worker [%d] serves in place of worker [%d] (%s), which drains",
-                successor.pid,
-                worker.pid,
-                reason,
-            )
-            self._retire(worker, restart=True)
-            self._count_restart(reason)
-
-    def _replacement_failed(self, old: Worker, new: Worker, why: str, now: float) -> None:
-        logger.error("Worker [%d] %s; worker [%d] serves on", new.pid, why, old.pid)
-        if self.rolling and self.rolling[0] is old:
-            logger.error("Worker [%d] did not start serving; keeping the running workers", new.pid)
-            self.rolling.clear()
-            self.config = self.serving_config
-        else:
-            self._back_off(now)  # then the next successor is tried
-
-    def _resize(self, now: float) -> None:
-        """SIGTTIN/SIGTTOU and replacing the dead: as many slots as the target, a
-        worker and the successor starting in its place sharing one slot."""
-        slots = [worker for worker in self.workers if worker.predecessor is None]
-        surplus = len(slots) - self.target
-        if surplus > 0:
-            # first the workers being replaced anyway, then those not serving yet,
-            # then the youngest
-            slots.sort(
-                key=lambda w: (w.due is None and w not in self.rolling, w.ready, -w.started_at)
-            )
-            for worker in slots[:surplus]:
-                logger.info("Stopping worker [%d]: %d wanted", worker.pid, self.target)
-                if worker.successor is not None:
-                    self._retire(worker.successor)
-                self._retire(worker)
-        missing = self.target - len(slots)
-        while missing > 0 and not self.paused and now >= self.next_spawn:
-            if self._spawn(now) is None:
-                break
-            missing -= 1
-
-    def _spawn(self, now: float) -> Worker | None:
-        try:
-            metrics_dir = self.metrics.directory if self.metrics is not None else None
-            worker = Worker(self.config, self.sockets, metrics_dir)
-        except OSError as exc:  # out of processes or memory: try again later
-            self._back_off(now)
-            logger.error(
-                "Cannot start a worker process (%s); trying again in %.1fs",
-                exc,
-                self.next_spawn - now,
-            )
-            return None
-        lifetime = self.config.limit_worker_lifetime
-        if lifetime is not None:
-            jitter = random.uniform(0, self.config.limit_worker_lifetime_jitter)
-            worker.expires = worker.started_at + lifetime + jitter
-        self.workers.append(worker)
-        if self.metrics is not None:
-            self.metrics.started(worker)
-        logger.info("Started worker process [%d]", worker.pid)
-        return worker
+            self.count_restart(UNRESPONSIVE)
 
     # --- restarts -----------------------------------------------------------------------
     def config_for_restart(self) -> Config:
@@ -518,7 +340,7 @@ class Supervisor:
                     logger.info("Worker [%d] stopped", worker.pid)
                     everyone.remove(worker)
                     worker.receive(now)
-                    self._forget(worker)
+                    self.forget(worker)
                     continue
                 deadline = deadlines[worker]
                 if deadline is not None and now > deadline:

@@ -4,10 +4,11 @@ The HTTP protocols hand an upgrade request over (`ketch.core.api.WebSocketUpgrad
 from then on this protocol owns the transport. The library adapters
 (`websockets_impl`, `wsproto_impl`) only check the handshake, build the 101
 response, parse incoming frames and build control frames. Everything else lives
-here or in the session (`ketch.ws.session`, the app's receive and send), so
-that both behave identically: the connection's state, flow control both ways,
-keepalive pings, closing handshakes, denial responses, draining shutdown and
-logging.
+here, in its base class (`ketch.ws.liveness`: the deadline, keepalive pings,
+flow control both ways, the end of the TCP connection) or in the session
+(`ketch.ws.session`, the app's receive and send), so that both behave
+identically: the connection's state, closing handshakes, denial responses,
+draining shutdown and logging.
 
 Data frames without an extension are framed here (RFC 6455 5.2: a server frame
 is 2 to 10 header bytes and the unmasked payload) and written without copying
@@ -19,23 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from ketch.core.api import (
     ClientDisconnected,
     Exchange,
     Headers,
     Message,
-    ReadFlow,
     ServerContext,
     WebSocketScope,
     WebSocketSettings,
     WebSocketUpgrade,
-    WriteFlow,
     client_text,
-    half_close,
     path_with_query,
 )
+from ketch.ws.liveness import Liveness
 from ketch.ws.responses import DenialResponse, accept_headers, refusal
 from ketch.ws.rfc6455 import (
     ABNORMAL_CLOSURE,
@@ -51,25 +49,14 @@ from ketch.ws.rfc6455 import (
 )
 from ketch.ws.session import WebSocketSession
 from ketch.ws.states import (
-    CLOSE_REPLY,
-    CLOSE_TIMEOUT,
     CLOSED,
     CLOSING,
     CONNECTED,
     CONNECTING,
-    LINGER,
-    LINGER_SECONDS,
-    NOTHING,
     PENDING,
     PENDING_LIMIT,
-    PING,
-    PONG,
-    QUEUE_FULL,
     RESPONDING,
-    UNREAD,
-    WRITE_BACKLOG,
     WRITE_SEPARATELY,
-    State,
 )
 
 logger = logging.getLogger("ketch.error")
@@ -78,30 +65,21 @@ logger = logging.getLogger("ketch.error")
 _SHUTDOWN_REASONS = {GOING_AWAY: "Server shutting down", SERVICE_RESTART: "Server restarting"}
 
 
-class WebSocketProtocol(asyncio.Protocol):
+class WebSocketProtocol(Liveness):
     """One WebSocket connection. Subclasses adapt a library (see the hooks at the end)."""
 
     __slots__ = (
-        "_backlog",
         "_closing_code",
         "_denial",
-        "_due",
         "_exchange",
         "_pending",
-        "_reading",
-        "context",
-        "deadline",
         "loop",
         "metrics",
         "on_message",
         "raw_frames",
         "scope",
         "session",
-        "settings",
-        "state",
         "target",
-        "transport",
-        "write_flow",
     )
 
     def __init__(
@@ -112,18 +90,10 @@ class WebSocketProtocol(asyncio.Protocol):
         scope: WebSocketScope,
         target: bytes,
     ) -> None:
-        self.context = context
+        super().__init__(context, settings, transport)
         self.loop = context.loop
-        self.settings = settings
-        self.transport = transport
         self.scope = scope
         self.target = target
-        self.deadline = 0.0
-        self._due = NOTHING
-        self.state: State = CONNECTING
-        self.write_flow = WriteFlow()
-        self._reading = ReadFlow(transport)
-        self._backlog = 0  # bytes waiting in the transport when it last paused writing
         self._pending: bytes | None = None  # bytes received before the app accepted
         self.raw_frames = True  # no extension: data frames are framed here
         self._closing_code = 0  # set when shutdown asks a connecting socket to close
@@ -169,7 +139,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._log(status)
             self.transport.write(answer)
             self._end_exchange(int(status) if status.isdigit() else 400)
-            self._finish()
+            self.finish()
             return
         if context.shutting_down:  # handed over while the server stops: close once accepted
             self._closing_code = SERVICE_RESTART if context.restarting else GOING_AWAY
@@ -190,55 +160,15 @@ class WebSocketProtocol(asyncio.Protocol):
         return None  # the peer is gone (or answered our EOF): close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = CLOSED
-        self.deadline = 0.0
-        self._due = NOTHING
+        super().connection_lost(exc)  # the deadline stops, drains wake up
         self.context.connections.discard(self)
         if self.metrics is not None:
             self.metrics.websocket_closed()
         if self._exchange is not None:  # the handshake was never answered whole
             self._end_exchange(0, complete=False)
-        self.write_flow.connection_lost()
         self.session.disconnected(ABNORMAL_CLOSURE, "")
 
-    def pause_writing(self) -> None:
-        """Our writes pile up unread: stop reading, so that a peer that sends pings
-        (or anything we answer) and reads nothing cannot make us buffer without
-        bound; and give it --ws-ping-timeout to read some before we cut it off."""
-        self.write_flow.pause()
-        state = self.state
-        if state is CLOSED:
-            return
-        self._reading.pause(WRITE_BACKLOG)
-        timeout = self.settings.ping_timeout
-        if state is CONNECTED and timeout is not None:
-            self._due = UNREAD
-            self.deadline = self.context.now + timeout
-            self._backlog = self.transport.get_write_buffer_size()
-
-    def resume_writing(self) -> None:
-        self.write_flow.resume()
-        self._reading.resume(WRITE_BACKLOG)
-        if self._due is UNREAD:
-            self._keepalive()
-
     # --- what the server calls (ketch.core.api.Connection) -------------------------------
-    def on_deadline(self) -> None:
-        due = self._due
-        if due is PING:
-            self._ping()
-        elif due is PONG:
-            self._fail_locally(INTERNAL_ERROR, "keepalive ping timeout")
-        elif due is CLOSE_REPLY:
-            self._finish(linger=False)  # the peer does not answer: no reason to wait more
-        elif due is LINGER:
-            self.abort()
-        elif due is UNREAD:
-            if self.transport.get_write_buffer_size() < self._backlog:
-                self._keepalive()  # it reads, slowly: keepalive pings judge it as usual
-            else:
-                self._abort_unread()
-
     def shutdown(self) -> None:
         code = SERVICE_RESTART if self.context.restarting else GOING_AWAY
         state = self.state
@@ -248,23 +178,10 @@ class WebSocketProtocol(asyncio.Protocol):
             self._closing_code = code  # closed right after the app accepts
         # a denial response being sent, or a closing handshake, finishes on its own
 
-    def abort(self) -> None:
-        self.state = CLOSED
-        self.deadline = 0.0
-        self.transport.abort()
-
     # --- what the session calls ------------------------------------------------------------
     def connected(self) -> bool:
         """Data messages may be sent (the handshake is done, no close frame yet)."""
         return self.state is CONNECTED
-
-    def app_is_slow(self) -> None:
-        """--ws-max-queue messages wait for the app: stop reading until it catches up."""
-        self._reading.pause(QUEUE_FULL)
-
-    def app_caught_up(self, queued: int) -> None:
-        if self._reading.reasons and queued <= self.settings.resume_at:
-            self._reading.resume(QUEUE_FULL)
 
     def write_message(self, data: bytes | str) -> None:
         """A data frame: framed here without an extension (one write for a small
@@ -296,11 +213,11 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._exchange is not None:
             self._exchange.response_headers = headers
             self._end_exchange(101)
-        self._keepalive()
+        self.schedule_ping()
         pending = self._pending
         if pending is not None:
             self._pending = None
-            self._reading.resume(PENDING)
+            self.reading.resume(PENDING)
             self.receive_frames(pending)
         if self._closing_code and self.state is CONNECTED:
             self.close(self._closing_code, _SHUTDOWN_REASONS[self._closing_code])
@@ -310,9 +227,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport.write(self.close_frame(code, reason))
         self.state = CLOSING
         self.session.disconnected(code, reason)
-        self._due = CLOSE_REPLY
-        self.deadline = self.context.now + CLOSE_TIMEOUT
-        self._reading.resume(QUEUE_FULL)  # the peer's close frame must get through
+        self.await_close_reply()
 
     def refuse(self, status: int, body: bytes, headers: Headers | None = None) -> None:
         """Answer the upgrade request with a plain HTTP response and close."""
@@ -324,7 +239,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._exchange.bytes_sent = len(body)
             self._end_exchange(status)
         self.session.disconnected(ABNORMAL_CLOSURE, "")
-        self._finish()
+        self.finish()
 
     def start_denial(self, message: Message) -> None:
         """websocket.http.response.start: the app answers with an HTTP response."""
@@ -355,7 +270,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._end_exchange(exchange.status)
         if not more_body:
             self.session.disconnected(ABNORMAL_CLOSURE, "")
-            self._finish()
+            self.finish()
 
     def app_done(self, failed: bool) -> None:
         """The app returned (or raised): end what it left unfinished."""
@@ -367,7 +282,7 @@ class WebSocketProtocol(asyncio.Protocol):
         elif state is RESPONDING:
             if not failed:
                 logger.error("ASGI callable returned without completing response.")
-            self._finish()
+            self.finish()
         elif state is CONNECTED:
             # the app is done: close properly (1011 if it failed)
             self.close(INTERNAL_ERROR if failed else NORMAL_CLOSURE, "")
@@ -376,82 +291,23 @@ class WebSocketProtocol(asyncio.Protocol):
     def on_close(self, code: int, reason: str) -> None:
         """The peer's close frame arrived; the adapter has answered it if needed."""
         self.session.disconnected(code, reason)
-        self._finish()
+        self.finish()
 
     def on_protocol_error(self, code: int, reason: str) -> None:
         """The peer broke the protocol; the adapter has sent our close frame."""
+        self.report_closed(code, reason)
+        self.finish()
+
+    def report_closed(self, code: int, reason: str) -> None:
         self._log_closed(code, reason)
         self.session.disconnected(code, reason)
-        self._finish()
-
-    def on_pong(self) -> None:
-        if self._due is PONG:
-            self._keepalive()
-
-    # --- closing and keepalive ---------------------------------------------------------------
-    def _abort_unread(self) -> None:
-        """The peer read none of our backlog in --ws-ping-timeout: cut the TCP
-        connection. A close frame would wait behind the bytes it does not read,
-        and a graceful close would hold them until then."""
-        reason = "the client stopped reading"
-        self._log_closed(ABNORMAL_CLOSURE, reason)
-        self.session.disconnected(ABNORMAL_CLOSURE, reason)
-        self.abort()
-
-    def _fail_locally(self, code: int, reason: str) -> None:
-        """Give up on the peer (it stopped answering pings)."""
-        if self.state is CONNECTED:
-            self.transport.write(self.close_frame(code, reason))
-        self._log_closed(code, reason)
-        self.session.disconnected(code, reason)
-        self._finish(linger=False)
-
-    def _keepalive(self) -> None:
-        """Schedule the next keepalive ping (if pings are on)."""
-        interval = self.settings.ping_interval
-        if interval is None:
-            self._due = NOTHING
-            self.deadline = 0.0
-        else:
-            self._due = PING
-            self.deadline = self.context.now + interval
-
-    def _ping(self) -> None:
-        if self.state is not CONNECTED:
-            return
-        self.transport.write(self.ping_frame(os.urandom(4)))
-        settings = self.settings
-        if settings.ping_timeout is not None:
-            self._due = PONG
-            self.deadline = self.context.now + settings.ping_timeout
-        else:
-            assert settings.ping_interval is not None
-            self.deadline = self.context.now + settings.ping_interval
-
-    def _finish(self, linger: bool = True) -> None:
-        """The WebSocket is over: end the TCP connection without losing what we sent.
-
-        The server closes first (RFC 6455 7.1.1). Half-closing, then reading
-        until the peer closes, avoids a reset that could destroy our last
-        frames in the peer's receive buffer; the deadline bounds the wait."""
-        if self.state is CLOSED:
-            return
-        self.state = CLOSED
-        self._due = LINGER
-        self.deadline = self.context.now + LINGER_SECONDS
-        transport = self.transport
-        self._reading.resume_all()  # read (and drop) until the peer closes
-        if linger:
-            half_close(transport)
-        elif not transport.is_closing():
-            transport.close()
 
     # --- helpers --------------------------------------------------------------------------------
     def _hold(self, data: bytes) -> None:
         """Keep bytes that arrive before the app accepted, for after the handshake."""
         pending = self._pending = data if self._pending is None else self._pending + data
         if len(pending) > PENDING_LIMIT:
-            self._reading.pause(PENDING)
+            self.reading.pause(PENDING)
 
     def _end_exchange(self, status: int, complete: bool = True) -> None:
         """The handshake is answered (101, or a denial): report it, once."""
@@ -501,8 +357,4 @@ class WebSocketProtocol(asyncio.Protocol):
         """A data frame (text for a str) through the negotiated extension."""
         raise NotImplementedError
 
-    def close_frame(self, code: int, reason: str) -> bytes:
-        raise NotImplementedError
-
-    def ping_frame(self, payload: bytes) -> bytes:
-        raise NotImplementedError
+    # and Liveness's close_frame(code, reason) and ping_frame(payload)

@@ -25,7 +25,14 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.extensions import Extension, PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, ParseFailed
+from wsproto.frame_protocol import (
+    CloseReason,
+    FrameDecoder,
+    FrameProtocol,
+    Opcode,
+    ParseFailed,
+    RsvBits,
+)
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ketch.core.api import Headers, ServerContext, WebSocketUpgrade
@@ -139,22 +146,44 @@ class BoundedDeflate(PerMessageDeflate):
 
     wsproto inflates each piece of a frame whole: a 200 KB frame of zeros is
     200 MB in memory before anyone can count it. Here zlib stops one byte past
-    what the message may still hold, and that byte fails the message (1009)."""
+    what the message may still hold, and that byte fails the message (1009).
+
+    Only wsproto's public surface is used: the negotiation (`offer`, `accept`,
+    `finalize`) and compression (`frame_outbound`) are PerMessageDeflate's;
+    the inbound side is the documented `Extension` interface
+    (`frame_inbound_header`, `frame_inbound_payload_data`,
+    `frame_inbound_complete`) implemented here on zlib, with the negotiated
+    public attributes `client_max_window_bits` and `client_no_context_takeover`
+    (a server inflates what the client deflated)."""
 
     def __init__(self, max_size: int) -> None:
         super().__init__()
         self.max_size = max_size
+        self._inflater: Any = None  # zlib.decompressobj, kept across messages (context takeover)
+        self._message_compressed: bool | None = None  # None between messages
+        self._data_frame = False  # the frame being read is a data frame (not a control frame)
         self._inflated = 0  # bytes of the current message so far
+
+    def frame_inbound_header(
+        self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        control = opcode.iscontrol()
+        if rsv.rsv1 and (control or opcode is Opcode.CONTINUATION):
+            return CloseReason.PROTOCOL_ERROR  # only a message's first frame says "compressed"
+        self._data_frame = not control
+        if not control and self._message_compressed is None:  # a message begins
+            self._message_compressed = rsv.rsv1
+            if rsv.rsv1 and self._inflater is None:
+                self._inflater = zlib.decompressobj(-self.client_max_window_bits)
+        return RsvBits(True, False, False)  # RSV1 is ours
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
-        if not self._inbound_compressed or not self._inbound_is_compressible:
+        if not self._data_frame or not self._message_compressed:
             return data
-        decompressor = self._decompressor
-        assert decompressor is not None
         try:
-            inflated = decompressor.decompress(data, self.max_size - self._inflated + 1)
+            inflated: bytes = self._inflater.decompress(data, self.max_size - self._inflated + 1)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         return self._count(inflated)
@@ -162,13 +191,25 @@ class BoundedDeflate(PerMessageDeflate):
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
-        # the end of a frame inflates what zlib held back: nothing, since it had room
-        result = super().frame_inbound_complete(proto, fin)
-        if type(result) is bytes:
-            result = self._count(result)
-        if fin and self._inbound_is_compressible:  # a data message ends (not a ping)
-            self._inflated = 0
-        return result
+        if not fin or not self._data_frame:
+            return None
+        compressed = self._message_compressed
+        self._message_compressed = None
+        self._inflated, inflated = 0, self._inflated
+        if not compressed:
+            return None
+        # the end of the message: the 4 bytes the sender stripped (RFC 7692 7.2.2),
+        # still bounded (zlib held nothing back, since it had room)
+        inflater = self._inflater
+        try:
+            data: bytes = inflater.decompress(b"\x00\x00\xff\xff", self.max_size - inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if self.client_no_context_takeover:
+            self._inflater = None
+        if inflated + len(data) > self.max_size:
+            raise ParseFailed(_too_big_reason(self.max_size), CloseReason.MESSAGE_TOO_BIG)
+        return data
 
     def _count(self, inflated: bytes) -> bytes:
         size = self._inflated = self._inflated + len(inflated)
