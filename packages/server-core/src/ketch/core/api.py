@@ -28,6 +28,11 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
   `early_hints()`, `error_response()`, `status_line()`, `header_name()`,
   `checked_headers()`, `half_close()`, with `Framing` and its members.
 - Files for `http.response.pathsend`: `open_path()`, `send_file()`.
+- One request's ASGI `receive`/`send`, whatever the protocol: `ASGICycle`
+  (the message rules, the extensions, the exchange; a protocol subclasses
+  it with hooks that write), its connection's `CycleConnection`, and the
+  response's progress `Response` with its members `START`, `STARTED`,
+  `STREAMING`, `TRAILERS_DUE`, `COMPLETE`.
 """
 
 from __future__ import annotations
@@ -43,6 +48,16 @@ from ketch.core._types import (
     WebSocketScope,
 )
 from ketch.core.context import TICK_SECONDS, ClientDisconnected, Connection, ServerContext
+from ketch.core.cycle import (
+    COMPLETE,
+    START,
+    STARTED,
+    STREAMING,
+    TRAILERS_DUE,
+    ASGICycle,
+    CycleConnection,
+    Response,
+)
 from ketch.core.exchange import Exchange, Observer
 from ketch.core.files import open_path, send_file
 from ketch.core.headers import DefaultHeaders
@@ -96,6 +111,7 @@ from ketch.core.transport import ConnectionInfo, ReadFlow, WriteFlow, wake
 
 __all__ = [
     "CHUNKED",
+    "COMPLETE",
     "CONTINUE",
     "EARLY_HINT",
     "EARLY_HINTS",
@@ -103,16 +119,22 @@ __all__ = [
     "LENGTH",
     "NO_BODY",
     "PATHSEND",
+    "START",
+    "STARTED",
+    "STREAMING",
     "TICK_SECONDS",
     "TLS",
     "TRAILERS",
+    "TRAILERS_DUE",
     "UNTIL_CLOSE",
     "ASGI3Application",
+    "ASGICycle",
     "ASGIReceiveCallable",
     "ASGISendCallable",
     "ClientDisconnected",
     "Connection",
     "ConnectionInfo",
+    "CycleConnection",
     "DefaultHeaders",
     "Exchange",
     "Extensions",
@@ -128,6 +150,7 @@ __all__ = [
     "Observer",
     "Plugin",
     "ReadFlow",
+    "Response",
     "ResponseHead",
     "Scope",
     "ServerContext",
