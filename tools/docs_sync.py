@@ -11,7 +11,7 @@ markers, and committed:
 
 - `options`: the settings reference, one section per option of
   `ketch.core.config.Config` (flag, environment variables, `run()` keyword,
-  type, default, help), grouped by the `# --- name ---` comments of `Config`.
+  type, default, help), grouped by the `# --- name ---` comments of `Config` (and its base).
 - `options-added`: the options ketch adds to Uvicorn's (help starting with
   "(ketch)"), each linked to its section of the settings page.
 - `file PATH` or `file PATH:SECTION`: a file of the repository, such as a
@@ -244,10 +244,12 @@ def sentence(text: str) -> str:
 
 
 def config_groups() -> dict[str, str]:
-    """Each field's group, from the `# --- name ---` comments in `Config`."""
+    """Each field's group, from the `# --- name ---` comments in `Config` and
+    the dataclasses it inherits fields from (base first, as the fields are)."""
     groups: dict[str, str] = {}
     current = "Other"
-    for line in inspect.getsource(Config).splitlines():
+    classes = [c for c in reversed(Config.__mro__) if dataclasses.is_dataclass(c)]
+    for line in "\n".join(inspect.getsource(c) for c in classes).splitlines():
         heading = re.match(r"\s*# -+ (.+?) -+$", line)
         if heading:
             current = heading.group(1).strip()

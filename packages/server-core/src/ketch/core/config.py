@@ -7,6 +7,11 @@ to `Config`. Side effects (importing the app, binding sockets, building the SSL
 context, configuring logging) live in small functions elsewhere in
 `ketch.core`, never here.
 
+The declarations are split by area, in the order the command line and the
+settings page list them: `SetupOptions` (`ketch.core.config_setup`: the
+configuration file, sockets, supervisors, implementations, logging, metrics)
+comes first, then the areas below (HTTP, TLS, the application).
+
 Names and defaults are Uvicorn's (0.54), keyword for keyword; the options
 ketch adds are marked "(ketch)" in their help.
 """
@@ -17,14 +22,13 @@ import dataclasses
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
-from configparser import RawConfigParser
-from copy import deepcopy
 from dataclasses import KW_ONLY, dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from ketch.core.access import AccessFormat
+from ketch.core.config_setup import SetupOptions
 from ketch.core.errors import ConfigError
-from ketch.core.logging import LOG_LEVELS, LOGGING_CONFIG
+from ketch.core.logging import LOG_LEVELS
 from ketch.core.options import (
     Option,
     check_option,
@@ -35,207 +39,17 @@ from ketch.core.options import (
 
 _opt = option_field  # the short name the declarations below use
 
-LIFESPAN_MODES: tuple[str, ...] = ("auto", "on", "off")
-INTERFACES: tuple[str, ...] = ("auto", "asgi3", "asgi2", "wsgi")
 FORWARDED_HEADERS: tuple[str, ...] = ("x-forwarded", "forwarded")
-LOG_LEVEL_NAMES: tuple[str, ...] = tuple(LOG_LEVELS)
-LOG_FORMATS: tuple[str, ...] = ("text", "json")
 
 # The default TLS protocol: whatever both sides support, server side.
 SSL_PROTOCOL_VERSION = int(ssl.PROTOCOL_TLS_SERVER)
 
 
-def _logging_config() -> Any:
-    return field(
-        default_factory=lambda: deepcopy(LOGGING_CONFIG),
-        repr=False,
-        metadata={
-            "option": Option(
-                "Logging configuration file. Supported formats: .ini, .json, .yaml.",
-                kind="path",
-            )
-        },
-    )
-
-
 @dataclass
-class Config:
+class Config(SetupOptions):
     """The settings of one ketch server. Every keyword of `ketch.core.run()`."""
 
-    app: Any
     _: KW_ONLY
-    # --- configuration file ------------------------------------------------------------
-    config: str | os.PathLike[str] | None = _opt(
-        None,
-        Option(
-            "(ketch) Read settings from this TOML file, keyed by run()'s keywords (from a "
-            "pyproject.toml, its [tool.ketch] table). The command line and the environment "
-            "win over it. Reread at a SIGHUP rolling restart.",
-            "file",
-        ),
-    )
-    # --- sockets -----------------------------------------------------------------
-    host: str = _opt("127.0.0.1", Option("Bind socket to this host."))
-    port: int = _opt(
-        8000,
-        Option(
-            "Bind socket to this port. If 0, an available port will be picked.",
-            "int",
-            low=0,
-            high=65535,
-        ),
-    )
-    uds: str | None = _opt(None, Option("Bind to a UNIX domain socket.", "file"))
-    fd: int | None = _opt(None, Option("Bind to socket from this file descriptor.", "int", low=0))
-    # --- supervisors ---------------------------------------------------------------
-    reload: bool = _opt(False, Option("Enable auto-reload.", "bool"))
-    reload_dirs: list[str] | str | None = _opt(
-        None,
-        Option(
-            "Set reload directories explicitly, instead of using the current working directory.",
-            "path",
-            flag="--reload-dir",
-            multiple=True,
-        ),
-    )
-    reload_includes: list[str] | str | None = _opt(
-        None,
-        Option(
-            "Set glob patterns to include while watching for files. Includes '*.py' by default; "
-            "these defaults can be overridden with `--reload-exclude`.",
-            flag="--reload-include",
-            multiple=True,
-        ),
-    )
-    reload_excludes: list[str] | str | None = _opt(
-        None,
-        Option(
-            "Set glob patterns to exclude while watching for files. Includes '.*, .py[cod], "
-            ".sw.*, ~*' by default; these defaults can be overridden with `--reload-include`. "
-            "A pattern that names a directory excludes everything under it.",
-            flag="--reload-exclude",
-            multiple=True,
-        ),
-    )
-    reload_delay: float = _opt(
-        0.25,
-        Option("Delay between previous and next check if application needs to be.", "float", low=0),
-    )
-    workers: int | None = _opt(
-        None,
-        Option(
-            "Number of worker processes. Defaults to the $WEB_CONCURRENCY environment "
-            "variable if available, or 1.",
-            "int",
-            envvars=("WEB_CONCURRENCY",),
-            show_default=False,
-            low=1,
-        ),
-    )
-    # --- implementations -----------------------------------------------------------
-    loop: str = _opt("auto", Option("Event loop factory implementation.", registry="ketch.loop"))
-    http: Any = _opt("auto", Option("HTTP protocol implementation.", registry="ketch.http"))
-    http2: bool = _opt(
-        False,
-        Option(
-            "Enable HTTP/2 support: over TLS, offered by ALPN next to HTTP/1.1; over "
-            "cleartext TCP and UNIX sockets, for connections that open with the HTTP/2 "
-            "preface (prior knowledge). Needs ketch-h2.",
-            "bool",
-        ),
-    )
-    http2_max_concurrent_streams: int = _opt(
-        100,
-        Option(
-            "(ketch) With --http2, the requests (streams) one HTTP/2 connection may have "
-            "open at once; more are refused (REFUSED_STREAM) for the client to retry.",
-            "int",
-            low=1,
-            high=2**31 - 1,
-        ),
-    )
-    ws: Any = _opt(
-        "auto",
-        Option(
-            "WebSocket protocol implementation; 'none' treats upgrade requests as plain HTTP.",
-            registry="ketch.ws",
-            extra_choices=("none",),
-        ),
-    )
-    ws_max_size: int = _opt(
-        16 * 1024 * 1024, Option("WebSocket max size message in bytes", "int", low=1)
-    )
-    ws_max_queue: int = _opt(
-        32, Option("The maximum length of the WebSocket message queue.", "int", low=1)
-    )
-    ws_ping_interval: float | None = _opt(
-        20.0, Option("WebSocket ping interval in seconds.", "float")
-    )
-    ws_ping_timeout: float | None = _opt(
-        20.0, Option("WebSocket ping timeout in seconds.", "float")
-    )
-    ws_per_message_deflate: bool = _opt(
-        True, Option("WebSocket per-message-deflate compression", "boolean")
-    )
-    lifespan: str = _opt("auto", Option("Lifespan implementation.", choices=LIFESPAN_MODES))
-    interface: str = _opt(
-        "auto",
-        Option("Select ASGI3, ASGI2, or WSGI as the application interface.", choices=INTERFACES),
-    )
-    wsgi_threads: int = _opt(
-        10,
-        Option(
-            "(ketch) Threads that run a WSGI application; at most half of them wait for "
-            "request bodies over 64 KiB, smaller ones are read before a thread is taken.",
-            "int",
-            low=1,
-        ),
-    )
-    # --- logging -------------------------------------------------------------------
-    env_file: str | os.PathLike[str] | None = _opt(
-        None, Option("Environment configuration file.", "path")
-    )
-    log_config: dict[str, Any] | str | os.PathLike[str] | RawConfigParser | IO[Any] | None = (
-        _logging_config()
-    )
-    log_level: str | int | None = _opt(
-        None, Option("Log level. [default: info]", choices=LOG_LEVEL_NAMES, show_default=False)
-    )
-    access_log: bool = _opt(True, Option("Enable/Disable access log.", "bool"))
-    access_log_format: str | None = _opt(
-        None,
-        Option(
-            "(ketch) The access-log line in gunicorn's atoms, such as "
-            "'%(h)s \"%(r)s\" %(s)s %(D)s' (docs/logging.md). Default: Uvicorn's line.",
-            show_default=False,
-        ),
-    )
-    log_format: str = _opt(
-        "text",
-        Option(
-            "(ketch) text: Uvicorn's lines. json: one JSON object per line for every log "
-            "record (a --log-config file wins over it).",
-            choices=LOG_FORMATS,
-        ),
-    )
-    use_colors: bool | None = _opt(
-        None, Option("Enable/Disable colorized logging.", "bool", show_default=False)
-    )
-    # --- metrics -------------------------------------------------------------------
-    metrics_port: int | None = _opt(
-        None,
-        Option(
-            "(ketch) Serve Prometheus metrics at GET /metrics on this port, on a socket of "
-            "its own (with --workers, once for the whole pool). Default: off.",
-            "int",
-            show_default=False,
-            low=0,
-            high=65535,
-        ),
-    )
-    metrics_host: str = _opt(
-        "127.0.0.1", Option("(ketch) The address the --metrics-port socket listens on.")
-    )
     # --- HTTP ----------------------------------------------------------------------
     proxy_headers: bool = _opt(
         True,

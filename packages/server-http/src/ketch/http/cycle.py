@@ -23,7 +23,6 @@ from ketch.core.api import (
     LAST_CHUNK,
     LENGTH,
     NO_BODY,
-    START,
     STARTED,
     STREAMING,
     UNTIL_CLOSE,
