@@ -422,24 +422,51 @@ def worker_pids(parent: int) -> set[int]:
     return pids
 
 
-class Hammer:
+class LoadThreads:
+    """Client threads that count the requests answered (`ok`) and every
+    failure, started and stopped as a context manager."""
+
+    join_timeout = 30.0
+
+    def __init__(self, threads: list[threading.Thread]) -> None:
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = threads
+
+    def wait_for_requests(self, count: int, timeout: float = 20.0) -> None:
+        start = self.ok
+        wait_for(lambda: self.ok - start >= count, timeout=timeout)
+
+    def __enter__(self) -> Any:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.join_timeout)
+
+
+class Hammer(LoadThreads):
     """Threads sending requests as fast as they can, on keep-alive connections
     and on new connections, counting every failure (exception or non-200)."""
 
     def __init__(self, url: str, threads: int = 4, timeout: float = 10.0) -> None:
         import httpx
 
+        super().__init__(
+            [
+                threading.Thread(target=self._run, args=(index % 2 == 0,), daemon=True)
+                for index in range(threads)
+            ]
+        )
         self.url = url
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._run, args=(index % 2 == 0,), daemon=True)
-            for index in range(threads)
-        ]
         self._httpx = httpx
         self._timeout = timeout
+        self.join_timeout = timeout + 5
 
     def _run(self, keep_alive: bool) -> None:
         httpx = self._httpx
@@ -463,17 +490,3 @@ class Hammer:
         finally:
             if client is not None:
                 client.close()
-
-    def wait_for_requests(self, count: int, timeout: float = 20.0) -> None:
-        start = self.ok
-        wait_for(lambda: self.ok - start >= count, timeout=timeout)
-
-    def __enter__(self) -> Hammer:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=self._timeout + 5)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import hpack
 
+from support import LoadThreads
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4
@@ -333,7 +335,7 @@ class RawH2:
         self.close()
 
 
-class Multiplexer:
+class Multiplexer(LoadThreads):
     """Threads, each keeping `streams` requests in flight on one HTTP/2
     connection at a time, as a well-behaved client does across a server's
     restarts (RFC 9113 6.8): after a GOAWAY it opens no stream there, retries
@@ -344,15 +346,11 @@ class Multiplexer:
     def __init__(self, port: int, threads: int = 2, streams: int = 20) -> None:
         import threading
 
+        super().__init__([threading.Thread(target=self._run, daemon=True) for _ in range(threads)])
         self.port = port
         self.streams = streams
-        self.ok = 0
         self.retried = 0
         self.connections = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
         pending = 0  # requests to send again on the next connection
@@ -424,19 +422,3 @@ class Multiplexer:
                                 self.ok += 1
                             else:
                                 self.failures.append(f"status {response.status}")
-
-    def wait_for_requests(self, count: int, timeout: float = 20.0) -> None:
-        from support import wait_for
-
-        start = self.ok
-        wait_for(lambda: self.ok - start >= count, timeout=timeout)
-
-    def __enter__(self) -> Multiplexer:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
