@@ -293,7 +293,8 @@ def test_a_client_that_reads_slowly_but_steadily_is_never_cut_off(
         try:
             head = client.sock.recv(200)
             size = len(head) - head.index(b"\r\n\r\n") - 4
-            while size < 12 * MiB:  # about 5 MB/s: 8 MiB would take longer than the deadline
+            # about 5 MB/s: five times the pace the largest step (1 MiB) needs
+            while size < 12 * MiB:
                 time.sleep(0.05)
                 for _ in range(4):
                     if size == 12 * MiB:
