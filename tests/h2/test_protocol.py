@@ -251,6 +251,23 @@ def test_app_errors_are_500_or_a_reset_stream() -> None:
     assert response.reset == INTERNAL_ERROR
 
 
+@pytest.mark.parametrize("lengths", [[b"abc"], [b"2", b"3"]], ids=["invalid", "conflicting"])
+def test_an_apps_bad_content_length_is_a_500(
+    lengths: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", length) for length in lengths]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with serve(app, http2=True) as running, RawH2(running.port) as h2:
+        h2.request(1)
+        assert h2.response(1).status == 500
+        h2.request(3)  # the connection serves on
+        assert h2.response(3).status == 500
+    assert "Content-Length header" in caplog.text
+
+
 def test_response_longer_than_content_length_is_reset() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         headers = [(b"content-length", b"3")]

@@ -130,6 +130,26 @@ def test_a_header_that_would_corrupt_the_response_gives_500(
             assert response.header("set-cookie") is None
 
 
+@pytest.mark.parametrize(
+    "lengths",
+    [[b"abc"], [b"-1"], [b"1" * 19], [b"2", b"3"]],
+    ids=["not-a-number", "negative", "too-long", "conflicting"],
+)
+def test_an_apps_bad_content_length_gives_500(
+    http_impl: str, lengths: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", length) for length in lengths]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with serve(app, http=http_impl) as running:
+        response = exchange(running.port, GET)
+        assert response.status == 500
+        assert exchange(running.port, GET).status == 500  # and it serves on
+    assert "Content-Length header" in caplog.text
+
+
 def test_header_names_are_checked_in_any_case(http_impl: str) -> None:
     # an app's Content-Length in capitals still frames the response
     with serve(_answers_with_header(b"Content-Length", b"2"), http=http_impl) as running:

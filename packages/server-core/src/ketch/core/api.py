@@ -26,7 +26,9 @@ describes each name; an import-linter contract keeps ketch's plugins to it.
 - HTTP/1 on the wire: `response_head()` (checked head and framing),
   `chunk()`, `last_chunk()` (with trailers), `accepts_trailers()`,
   `early_hints()`, `error_response()`, `status_line()`, `header_name()`,
-  `checked_headers()`, `half_close()`, with `Framing` and its members.
+  `checked_headers()`, `app_content_length()`, `half_close()`, with
+  `Framing` and its members; the field grammar both HTTP/1 and HTTP/2
+  check against (`TOKEN`, `CONTENT_LENGTH`).
 - Files for `http.response.pathsend`: `open_path()`, `send_file()`.
 - One request's ASGI `receive`/`send`, whatever the protocol: `ASGICycle`
   (the message rules, the extensions, the exchange; a protocol subclasses
@@ -63,15 +65,18 @@ from ketch.core.files import open_path, send_file
 from ketch.core.headers import DefaultHeaders
 from ketch.core.http1 import (
     CHUNKED,
+    CONTENT_LENGTH,
     CONTINUE,
     EARLY_HINTS,
     LAST_CHUNK,
     LENGTH,
     NO_BODY,
+    TOKEN,
     UNTIL_CLOSE,
     Framing,
     ResponseHead,
     accepts_trailers,
+    app_content_length,
     check_values,
     checked_headers,
     chunk,
@@ -112,6 +117,7 @@ from ketch.core.transport import ConnectionInfo, ReadFlow, WriteFlow, wake
 __all__ = [
     "CHUNKED",
     "COMPLETE",
+    "CONTENT_LENGTH",
     "CONTINUE",
     "EARLY_HINT",
     "EARLY_HINTS",
@@ -124,6 +130,7 @@ __all__ = [
     "STREAMING",
     "TICK_SECONDS",
     "TLS",
+    "TOKEN",
     "TRAILERS",
     "TRAILERS_DUE",
     "UNTIL_CLOSE",
@@ -162,6 +169,7 @@ __all__ = [
     "WebSocketUpgrade",
     "WriteFlow",
     "accepts_trailers",
+    "app_content_length",
     "check_values",
     "checked_headers",
     "chunk",

@@ -29,9 +29,10 @@ CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 EARLY_HINTS: Final = b"HTTP/1.1 103 Early Hints\r\n"
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
-# RFC 9110 5.6.2: a field name is a token
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
+# RFC 9110 5.6.2: a token (a field name, a method); `TOKEN.fullmatch(value)`
+TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 8.6: a Content-Length value (18 digits at most: it fits in 64 bits)
+CONTENT_LENGTH: Final = re.compile(rb"[0-9]{1,18}")
 # response header names already checked, to their lowercase form (bounded)
 _CHECKED_NAMES: dict[bytes, bytes] = {}
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
@@ -68,12 +69,23 @@ def status_line(status: int) -> bytes:
     return line
 
 
+def app_content_length(value: bytes, known: int | None) -> int:
+    """The length a Content-Length header of the app's response gives;
+    RuntimeError if it is no number or differs from the one `known` before."""
+    if CONTENT_LENGTH.fullmatch(value) is None:
+        raise RuntimeError(f"Invalid Content-Length header: {value!r}")
+    length = int(value)
+    if known is not None and length != known:
+        raise RuntimeError("Conflicting Content-Length headers")
+    return length
+
+
 def header_name(name: bytes) -> bytes:
     """The lowercase form of a response header name; RuntimeError if it is no token."""
     lower = _CHECKED_NAMES.get(name)
     if lower is not None:
         return lower
-    if _TOKEN.fullmatch(name) is None:
+    if TOKEN.fullmatch(name) is None:
         raise RuntimeError(f"Invalid HTTP header name {name!r}")
     lower = name.lower()
     if len(_CHECKED_NAMES) < 1024:  # names are few, but an app could make them up
@@ -132,13 +144,11 @@ def response_head(
             lower = header_name(name)
         if lower in _FRAMING_HEADERS:
             if lower == b"content-length":
-                if _CONTENT_LENGTH.fullmatch(value) is None:
-                    raise RuntimeError(f"Invalid Content-Length header: {value!r}")
-                if content_length is not None and int(value) != content_length:
-                    raise RuntimeError("Conflicting Content-Length headers")
                 if content_length is None:
-                    content_length = int(value)
+                    content_length = app_content_length(value, None)
                     app_lines.append(b"%s: %s\r\n" % (name, value))
+                else:
+                    app_content_length(value, content_length)
             elif lower == b"connection" and value.lower().find(b"close") != -1:
                 keep_alive = False
             continue
@@ -205,13 +215,10 @@ def accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 
 def early_hints(links: Iterable[bytes]) -> bytes:
     """A `103 Early Hints` interim response (RFC 8297), one Link field per link
-    (RFC 8288 values such as `</style.css>; rel=preload; as=style`); empty
+    (RFC 8288 values such as `</style.css>; rel=preload; as=style`, as
+    `ASGICycle` hands them to `write_early_hints()`: bytes, stripped); empty
     when there are none. Never to an HTTP/1.0 client (RFC 9110 15.2)."""
-    lines = []
-    for link in links:
-        if not isinstance(link, bytes | bytearray | memoryview):
-            raise RuntimeError(f"Early hint links must be byte strings, got {link!r}")
-        lines.append(b"link: %s\r\n" % bytes(link).strip())
+    lines = [b"link: %s\r\n" % link for link in links]
     if not lines:
         return b""
     block = b"".join(lines)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
-from ketch.core.api import Headers
+from ketch.core.api import TOKEN, Headers
 
 # RFC 9113 8.2.2: connection-specific header fields make a request malformed
 # (and an app's are left out of a response).
@@ -31,7 +31,6 @@ _BAD_NAMES = re.compile(rb"[^\x00\x21-\x39\x3b-\x40\x5b-\x7e]")
 _MALFORMED_VALUES = re.compile(rb"[\r\n]|(?:^|\x00)[ \t]|[ \t](?:\x00|$)")
 _CONTROL_IN_VALUES = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # a method is a token; a target, visible ASCII
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _COMMON_METHODS = {
     method: method.decode("ascii")
     for method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
@@ -119,7 +118,7 @@ def read_request(raw: list[tuple[bytes, bytes]]) -> RequestHead:
         headers.insert(0, (b"host", authority))
     target = path or authority or b"/"
     method_name = _COMMON_METHODS.get(method or b"")
-    if method_name is None and method and _TOKEN.fullmatch(method) is not None:
+    if method_name is None and method and TOKEN.fullmatch(method) is not None:
         method_name = method.decode("ascii")
     bad = (
         method_name is None

@@ -26,17 +26,18 @@ import asyncio
 import http
 import io
 import os
-import re
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final
 
 from ketch.core.api import (
+    CONTENT_LENGTH,
     STARTED,
     STREAMING,
     ASGI3Application,
     ASGICycle,
     ClientDisconnected,
     Headers,
+    app_content_length,
     checked_headers,
 )
 from ketch.h2.request import CONNECTION_SPECIFIC
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 FILE_BLOCK: Final = 256 * 1024
 
 STATUS: Final[dict[int, bytes]] = {status.value: b"%d" % status.value for status in http.HTTPStatus}
-_CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 
 
 class Stream(ASGICycle):
@@ -175,7 +175,7 @@ class Stream(ASGICycle):
     def file_head(self, size: int) -> int:
         length = size
         for name, value in self._headers:
-            if name.lower() == b"content-length" and _CONTENT_LENGTH.fullmatch(value):
+            if name.lower() == b"content-length" and CONTENT_LENGTH.fullmatch(value):
                 length = int(value)
         if length == size and not any(
             name.lower() == b"content-length" for name, _ in self._headers
@@ -219,11 +219,7 @@ class Stream(ASGICycle):
         length = -1
         for name, header_value in headers:
             if name == b"content-length":
-                if _CONTENT_LENGTH.fullmatch(header_value) is None:
-                    raise RuntimeError(f"Invalid Content-Length header: {header_value!r}")
-                if length >= 0 and int(header_value) != length:
-                    raise RuntimeError("Conflicting Content-Length headers")
-                length = int(header_value)
+                length = app_content_length(header_value, length if length >= 0 else None)
         if length < 0 and not more_body and not no_body:
             # the whole body is known: its length (for HEAD, the length a GET would get)
             headers.append((b"content-length", b"%d" % len(body)))

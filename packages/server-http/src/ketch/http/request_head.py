@@ -12,12 +12,10 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from ketch.core.api import Headers
+from ketch.core.api import CONTENT_LENGTH, TOKEN, Headers
 
-# RFC 9110 5.6.2 token characters (method, field names), and what a field value may hold
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# what a field value may not hold
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")
 # a request target is visible ASCII (RFC 9112 3.2)
 _BAD_TARGET = re.compile(rb"[^\x21-\x7e]")
 _COMMON_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
@@ -50,7 +48,7 @@ def check_head(
     lowercase names."""
     if len(headers) > max_headers:
         raise BadRequest(431, "Too many request headers")
-    if method not in _COMMON_METHODS and _TOKEN.fullmatch(method) is None:
+    if method not in _COMMON_METHODS and TOKEN.fullmatch(method) is None:
         raise BadRequest(400, "Invalid request method")
     if _BAD_TARGET.search(target) is not None:
         raise BadRequest(400, "Invalid request target")
@@ -93,7 +91,7 @@ def check_head(
             )
     if hosts != 1 and (hosts > 1 or version == "1.1"):
         raise BadRequest(400, "Missing Host header" if hosts == 0 else "More than one Host header")
-    if length is not None and _CONTENT_LENGTH.fullmatch(length) is None:
+    if length is not None and CONTENT_LENGTH.fullmatch(length) is None:
         raise BadRequest(400, "Invalid Content-Length header")
     chunked = transfer_encoding is not None
     if transfer_encoding is not None:
