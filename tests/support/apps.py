@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import json
 import os
 import time
@@ -328,3 +329,27 @@ async def observed(scope: Scope, receive: Any, send: Any) -> None:
     await _read_body(receive)
     await asyncio.sleep(float(query.get("sleep", "0")))
     await _respond(send, int(query.get("status", "200")), b"0123456789", headers=headers)
+
+
+class _MallInfo2(ctypes.Structure):
+    # glibc's struct mallinfo2 (2.33+): the fields in order, all size_t
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            *("arena", "ordblks", "smblks", "hblks", "hblkhd"),
+            *("usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"),
+        )
+    ]
+
+
+async def malloc_probe(scope: Scope, receive: Any, send: Any) -> None:
+    """Where this process's malloc puts a 3 MiB block: "heap" or "mmap"
+    (glibc's own accounting, mallinfo2)."""
+    assert scope["type"] == "http"
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _MallInfo2
+    before = mallinfo2().hblkhd
+    block = ctypes.create_string_buffer(3 * 1024 * 1024)
+    mapped = mallinfo2().hblkhd - before >= len(block)
+    del block
+    await _respond(send, 200, b"mmap" if mapped else b"heap")

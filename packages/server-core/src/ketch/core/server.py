@@ -21,6 +21,7 @@ from ketch.core.errors import STARTUP_FAILURE, ConfigError
 from ketch.core.headers import DefaultHeaders
 from ketch.core.lifespan import Lifespan
 from ketch.core.logging import setup_logging
+from ketch.core.malloc import tune_malloc
 from ketch.core.metrics import Metrics, MetricsEndpoint, render
 from ketch.core.negotiation import choosing_factory
 from ketch.core.plugins import HTTP, HTTP2, LOOP, HTTPPlugin, WebSocketPlugin, select, select_ws
@@ -127,6 +128,7 @@ class Server:
     async def _serve(self, sockets: list[socket.socket] | None) -> None:
         config = self.config
         setup_logging(config)
+        tune_malloc()
         loop = self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
 
