@@ -9,8 +9,10 @@ import httpx
 import pytest
 from support import KetchProcess, free_port
 
+_LIBC, _VERSION = platform.libc_ver()
 pytestmark = pytest.mark.skipif(
-    platform.libc_ver()[0] != "glibc", reason="the tuning is for glibc's malloc"
+    _LIBC != "glibc" or tuple(map(int, _VERSION.split(".")[:2])) < (2, 33),
+    reason="the tuning is for glibc's malloc; the probe needs mallinfo2 (glibc 2.33)",
 )
 
 
