@@ -10,8 +10,9 @@ heap (M_MMAP_THRESHOLD, which glibc stops adapting once either is set), made
 that load 1.76x cheaper per request on httptools (1.4x on h11), 1.1x with
 256 KiB bodies, and changed nothing for small ones (keeping 4 MiB instead
 was as good with 64 connections, 6% slower with 256). The resident memory
-never exceeds the peak a load needed; after a burst, each malloc arena (the event loop's, and one per thread that
-allocates, such as a thread pool's) may keep up to 16 MiB of it.
+never exceeds the peak a load needed; after a burst, each malloc arena (the
+event loop's, and one per thread that allocates, such as a thread pool's)
+may keep up to 16 MiB of it.
 
 An operator's own settings win (MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_,
 glibc.malloc tunables): then nothing is set. Other C libraries (musl, macOS)
