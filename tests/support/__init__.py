@@ -368,11 +368,50 @@ def exchange(port: int, data: bytes, timeout: float = 5.0) -> RawResponse:
         return conn.read_response()
 
 
+# Ports for servers the tests start by number. bind(0) would hand out the same
+# free port to two pytest-xdist workers in turn (or to a client connection's
+# local end), and a test whose server then failed to bind would talk to another
+# test's server. So each worker takes ports from a block of its own, below the
+# kernel's ephemeral range (which bind(0) and client connections use).
+_PORT_BLOCK = 1000
+_PORT_BASE = 10000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _worker_ports() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = _PORT_BASE + (int(worker) if worker.isdigit() else 0) * _PORT_BLOCK
+    if first + _PORT_BLOCK > _ephemeral_low():
+        return  # no room below the ephemeral range here: the kernel's choice
+    while True:  # round and round: the servers of earlier tests are stopped
+        yield from range(first, first + _PORT_BLOCK)
+
+
+_PORTS = _worker_ports()
+
+
 def free_port() -> int:
+    """A free port on 127.0.0.1 that no other test of the run is given."""
+    for _ in range(_PORT_BLOCK):
+        port = next(_PORTS, None)
+        if port is None:
+            break
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or lingering): the next one
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 # --- processes and load ------------------------------------------------------------------
