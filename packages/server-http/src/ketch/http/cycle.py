@@ -30,6 +30,7 @@ from ketch.core.api import (
     ClientDisconnected,
     Framing,
     Headers,
+    chunk,
     early_hints,
     error_response,
     last_chunk,
@@ -208,11 +209,10 @@ class RequestCycle(ASGICycle):
             self.remaining -= size
             return body if type(body) is bytes else bytes(body)
         if framing is CHUNKED:
-            last = not more_body and not self.trailers  # trailers end the body themselves
-            if body:
-                chunk = b"%x\r\n%s\r\n" % (len(body), body)
-                return chunk + LAST_CHUNK if last else chunk
-            return LAST_CHUNK if last else b""
+            data = chunk(body)  # (empty for an empty body)
+            if not more_body and not self.trailers:  # trailers end the body themselves
+                return data + LAST_CHUNK
+            return data
         if framing is UNTIL_CLOSE:
             return bytes(body)
         return b""
